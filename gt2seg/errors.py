@@ -1,0 +1,47 @@
+"""Typed errors. Each carries enough context (line, file, value) for the CLI to
+print one actionable message and exit non-zero; library callers catch them."""
+
+
+class Gt2SegError(Exception):
+    """Base class: every failure gt2seg reports on purpose."""
+
+
+class StorageError(Gt2SegError):
+    """An object could not be read or written (missing, denied, bad URI)."""
+
+
+class MissingObjectError(StorageError):
+    """The object named by a ref does not exist."""
+
+
+class ManifestError(Gt2SegError):
+    """The manifest itself is unusable (malformed line, no usable line, ambiguity)."""
+
+
+class ItemError(Gt2SegError):
+    """One manifest line's image or mask is bad. `line` is 1-based."""
+
+    def __init__(self, line, message):
+        self.line = line
+        self.detail = message
+        super().__init__(f"line {line}: {message}")
+
+
+class SplitError(Gt2SegError):
+    """The items cannot be split into two non-empty sides."""
+
+
+class ConversionError(Gt2SegError):
+    """One or more items failed; `errors` holds every ItemError found."""
+
+    def __init__(self, errors, shown=20):
+        self.errors = list(errors)
+        lines = [str(e) for e in self.errors[:shown]]
+        more = len(self.errors) - len(lines)
+        if more > 0:
+            lines.append(f"... and {more} more")
+        super().__init__(
+            f"{len(self.errors)} item(s) could not be converted; nothing was written to the "
+            "layout (finished items are cached, a re-run resumes). Fix the inputs or pass "
+            "--on-error skip to leave them out:\n  " + "\n  ".join(lines)
+        )

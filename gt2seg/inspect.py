@@ -1,0 +1,52 @@
+"""What is in a manifest, before converting: counts, attributes, classes, problems."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from gt2seg.classes import ClassTable
+from gt2seg.errors import ManifestError
+from gt2seg.manifest import read_manifest
+
+
+@dataclass
+class InspectReport:
+    manifest: str
+    lines: int
+    labeled: int
+    unlabeled: int
+    failed: int
+    skipped_by_reason: dict[str, int]
+    failure_reasons: dict[str, int]
+    attributes: list[dict]
+    chosen: list[str]
+    classes: list[dict]
+    problems: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def inspect_manifest(uri: str, label_attributes: tuple[str, ...] = ()) -> InspectReport:
+    manifest = read_manifest(uri, tuple(label_attributes), strict=False)
+    problems = list(manifest.problems)
+    classes, failures = [], {}
+    for s in manifest.skipped:
+        if s.reason == "failed":
+            failures[s.detail or "(no reason given)"] = failures.get(s.detail or "(no reason given)", 0) + 1
+    if manifest.records:
+        try:
+            table = ClassTable.build(manifest.records)
+            classes = [c.to_dict() for c in table.classes]
+            problems += list(table.warnings)
+        except ManifestError as exc:
+            problems.append(str(exc))
+    elif not problems:
+        problems.append("no usable line: nothing to convert")
+    by_reason = manifest.skipped_by_reason()
+    return InspectReport(
+        manifest=manifest.uri, lines=manifest.lines, labeled=len(manifest.records),
+        unlabeled=by_reason.get("unlabeled", 0), failed=by_reason.get("failed", 0),
+        skipped_by_reason=by_reason, failure_reasons=failures,
+        attributes=[asdict(a) for a in sorted(manifest.attributes.values(), key=lambda a: a.name)],
+        chosen=manifest.chosen, classes=classes, problems=problems,
+    )

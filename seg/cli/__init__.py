@@ -1,0 +1,23 @@
+"""`seg` command line: a click group; each command lives in its own module and
+imports MXNet only inside the command body, so `seg --help` stays instant."""
+import logging
+
+import click
+
+from seg.cli.pipe import pipe_check, pipe_feed
+from seg.cli.serve import serve
+from seg.cli.train import evaluate, predict, train
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging on stderr.")
+def main(verbose):
+    """Train, evaluate and serve semantic-segmentation models (SageMaker-compatible)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+for command in (train, predict, evaluate, pipe_feed, pipe_check, serve):
+    main.add_command(command)
