@@ -159,3 +159,7 @@ def upload(out, destination, workers, as_json):
             yield f"  warning: {w}"
 
     _emit(report, as_json, summary)
+
+
+if __name__ == "__main__":
+    main()

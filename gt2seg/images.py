@@ -35,6 +35,8 @@ def open_image(data: bytes, *, line: int, ref: str, what: str = "image") -> Imag
             raise ItemError(
                 line, f"{what} {ref} is not an image Pillow can read (starts with {data[:8]!r})"
             ) from None
+        except Exception as exc:  # a damaged header: OSError, SyntaxError, struct.error...
+            raise ItemError(line, f"{what} {ref} is damaged or truncated ({exc}); re-export it") from None
     return img
 
 

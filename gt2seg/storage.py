@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from gt2seg.errors import MissingObjectError, StorageError
+from gt2seg.errors import Gt2SegError, MissingObjectError, StorageError
 
 _local = threading.local()
 MB = 1024 * 1024
@@ -171,6 +171,13 @@ def write_bytes(uri, data: bytes) -> None:
         raise StorageError(f"cannot write {uri}: {exc.strerror}") from None
 
 
+def delete(uri) -> None:
+    """Remove one S3 object (no error if it is already gone)."""
+    loc = parse_s3(uri)
+    with s3_errors(str(uri), "delete"):
+        s3_client().delete_object(Bucket=loc.bucket, Key=loc.key)
+
+
 def stat(uri) -> ObjectInfo:
     """Size and ETag of one S3 object. Raises MissingObjectError if it does not exist."""
     loc = parse_s3(uri)
@@ -244,7 +251,7 @@ def transfer_config(workers: int = 8, multipart_threshold: int = 8 * MB,
     from boto3.s3.transfer import TransferConfig
 
     if not 1 <= workers <= MAX_WORKERS:
-        raise ValueError(f"workers must be between 1 and {MAX_WORKERS}, got {workers}")
+        raise Gt2SegError(f"--workers must be between 1 and {MAX_WORKERS}, got {workers}")
     return TransferConfig(
         max_concurrency=workers,
         multipart_threshold=multipart_threshold,

@@ -1,15 +1,16 @@
 """Upload a converted layout (OUT) to S3.
 
 Idempotent and safe to interrupt: objects already at the destination with the
-same size and ETag are skipped, and the manifests, channels.json and
-report.json go up only after every image and mask, so a half-finished upload
-never looks like a complete layout to SageMaker.
+same size and ETag are skipped. The manifests and channels.json go up only
+after every image and mask, and report.json (the completion marker, withdrawn
+first when re-uploading) last of all, so a half-finished upload never looks
+like a complete layout.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from gt2seg import storage
 from gt2seg.errors import StorageError
@@ -29,6 +30,9 @@ class UploadReport:
     skipped: int = 0          # already at the destination, same size and ETag
     bytes: int = 0            # bytes uploaded
     warnings: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def is_layout_file(relpath: str) -> bool:
@@ -131,6 +135,12 @@ def upload_layout(out_dir, s3_uri: str, *, workers: int = 8, progress: bool = Tr
             report.skipped += 1
         else:
             todo.append(rel)
+    if todo and "report.json" in remote:
+        # Withdraw the old completion marker until this upload has finished.
+        storage.delete(destination + "report.json")
+        if "report.json" in files and "report.json" not in todo:
+            todo.append("report.json")
+            report.skipped -= 1
     report.uploaded = len(todo)
     report.bytes = sum(os.path.getsize(os.path.join(out_dir, rel)) for rel in todo)
 

@@ -1,0 +1,79 @@
+"""Shared fixtures.
+
+S3: a real S3-compatible HTTP server (moto's server mode) on 127.0.0.1. The code
+under test only sees the standard AWS environment variables, exactly as it would
+in production; subprocesses (CLIs run by tests) inherit them. boto3 itself is
+never patched.
+"""
+import logging
+import os
+import uuid
+
+import pytest
+
+# Everything the AWS config chain reads that could point a test at a real
+# account or change addressing: cleared for the session, restored afterwards.
+_AWS_VARS_CLEARED = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """Endpoint URL of a moto S3 server; AWS_* variables point at it for the session."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+
+    nowhere = tmp_path_factory.mktemp("aws") / "absent"  # no ~/.aws profile leaks in
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(nowhere),
+        "AWS_SHARED_CREDENTIALS_FILE": str(nowhere),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    saved = {name: os.environ.get(name) for name in (*env, *_AWS_VARS_CLEARED)}
+    for name in _AWS_VARS_CLEARED:
+        os.environ.pop(name, None)
+    os.environ.update(env)
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture
+def s3(s3_server):
+    """A plain boto3 S3 client on the test server, for seeding and checking buckets."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+
+
+@pytest.fixture
+def s3_bucket(s3):
+    """A fresh, uniquely named, empty bucket on the test server."""
+    name = f"test-{uuid.uuid4().hex[:20]}"
+    s3.create_bucket(Bucket=name)
+    return name

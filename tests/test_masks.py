@@ -1,0 +1,200 @@
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gt2seg.errors import ItemError
+from gt2seg.images import prepare_image
+from gt2seg.masks import Entry, MaskPolicy, decode_mask, encode_mask
+from gtjob import blocks, color_png, gt_palette, jpeg, palette_png, rgb
+
+# key -> (global index, colour): a line whose key 0 is background and 1, 2 are classes
+ENTRIES = (Entry(0, 0, 0xFFFFFF), Entry(1, 1, 0x2CA02C), Entry(2, 2, 0x1F77B4))
+STRICT = MaskPolicy()
+
+
+def decode(data, entries=ENTRIES, policy=STRICT, size=(32, 24)):
+    return decode_mask(data, entries, policy, size, line=7, ref="m.png")
+
+
+def test_ground_truth_palette_mask_is_read_by_index():
+    mask = blocks()
+    out = decode(palette_png(mask))
+    assert out.route == "index"
+    assert np.array_equal(out.array, mask)
+
+
+def test_palette_indices_are_remapped_to_global_indices():
+    # This line numbers road as 1 and building as 2; globally building=1, road=2.
+    entries = (Entry(0, 0, 0xFFFFFF), Entry(1, 2, 0x2CA02C), Entry(2, 1, 0x1F77B4))
+    out = decode(palette_png(blocks()), entries)
+    assert np.array_equal(out.array, np.array([0, 2, 1], np.uint8)[blocks()])
+
+
+def test_unused_palette_entries_do_not_matter():
+    # Ground Truth's palette carries default colours for classes that are not on the line.
+    out = decode(palette_png(blocks(classes=(0, 1))), ENTRIES[:2])
+    assert out.route == "index" and set(np.unique(out.array)) == {0, 1}
+
+
+def test_palette_with_other_colours_is_read_by_colour():
+    pal = gt_palette()
+    pal[3:6], pal[6:9] = list(rgb("#1f77b4")), list(rgb("#2ca02c"))  # indices 1 and 2 swapped
+    out = decode(palette_png(blocks(), palette=pal))
+    assert out.route == "palette-colour"
+    assert np.array_equal(out.array, np.array([0, 2, 1], np.uint8)[blocks()])
+
+
+def test_transparent_palette_mask_uses_alpha_threshold():
+    # Lookout-for-Vision style: every entry is the class colour; alpha carries the shape;
+    # background is black with alpha 0 (a colour not in the map).
+    idx = np.zeros((24, 32), np.uint8)
+    idx[5:10, 5:10] = 2  # opaque
+    idx[12:14, 5:10] = 1  # alpha 100: below threshold -> background
+    pal = [0, 0, 0] + list(rgb("#23a436")) * 255
+    entries = (Entry(0, 1, 0x23A436),)  # key 0 is the foreground class "cracked", no BACKGROUND entry
+    out = decode(palette_png(idx, palette=pal, transparency=bytes([0, 100, 255])), entries)
+    assert out.route == "palette-colour"
+    expected = np.zeros_like(idx)
+    expected[5:10, 5:10] = 1
+    assert np.array_equal(out.array, expected)
+    assert out.transparent_pixels == 24 * 32 - 25
+
+
+def test_alpha_threshold_is_configurable():
+    idx = np.full((24, 32), 1, np.uint8)
+    pal = [0, 0, 0] + list(rgb("#23a436")) * 255
+    data = palette_png(idx, palette=pal, transparency=bytes([0, 100]))
+    entries = (Entry(0, 1, 0x23A436),)
+    assert decode(data, entries, MaskPolicy(alpha_threshold=50)).array.max() == 1
+    assert decode(data, entries, MaskPolicy(alpha_threshold=128)).array.max() == 0
+
+
+def test_rgba_mask_matches_colours_case_insensitively_and_drops_transparent_pixels():
+    mask = blocks()
+    alpha = np.full(mask.shape, 255)
+    alpha[0, :] = 0
+    data = color_png(mask, {0: "#FFFFFF", 1: "#2CA02C", 2: "#1F77B4"}, alpha=alpha)
+    out = decode(data)
+    expected = mask.copy()
+    expected[0, :] = 0
+    assert out.route == "colour" and np.array_equal(out.array, expected)
+
+
+def test_rgb_mask_is_matched_by_colour():
+    out = decode(color_png(blocks(), {0: "#ffffff", 1: "#2ca02c", 2: "#1f77b4"}))
+    assert np.array_equal(out.array, blocks())
+
+
+def test_unknown_colours_fail_naming_colour_pixels_and_line():
+    mask = blocks()
+    mask[0, :4] = 3
+    data = color_png(mask, {0: "#ffffff", 1: "#2ca02c", 2: "#1f77b4", 3: "#abcdef"})
+    with pytest.raises(ItemError) as err:
+        decode(data)
+    assert err.value.line == 7
+    assert "#abcdef (4 px)" in str(err.value) and "--unknown-color" in str(err.value)
+
+
+@pytest.mark.parametrize("policy, value", [("background", 0), ("ignore", 255), ("nearest", 1)])
+def test_unknown_colour_policies(policy, value):
+    mask = blocks()
+    mask[0, :4] = 3
+    data = color_png(mask, {0: "#ffffff", 1: "#2ca02c", 2: "#1f77b4", 3: "#2ca030"})  # near building
+    out = decode(data, policy=MaskPolicy(unknown=policy))
+    assert (out.array[0, :4] == value).all()
+    assert out.unknown_pixels == 4
+
+
+def test_mask_values_outside_the_colour_map_are_an_error():
+    mask = blocks()
+    mask[3, 3] = 9
+    with pytest.raises(ItemError, match=r"values that are not keys .*9 \(1 px\)"):
+        decode(palette_png(mask), tuple(Entry(e.key, e.index, None) for e in ENTRIES))
+
+
+def test_jobs_without_hex_color_use_indices_even_with_another_palette():
+    pal = [7] * 768
+    out = decode(palette_png(blocks(), palette=pal), tuple(Entry(e.key, e.index, None) for e in ENTRIES))
+    assert out.route == "index" and np.array_equal(out.array, blocks())
+
+
+def test_grayscale_mask_of_indices_is_read_by_index():
+    data = io.BytesIO()
+    Image.fromarray(blocks(), "L").save(data, format="PNG")
+    assert np.array_equal(decode(data.getvalue()).array, blocks())
+
+
+def test_single_value_mask_of_another_size_is_expanded():
+    # Lookout-for-Vision "normal" lines point at one 16x16 all-white dummy mask.
+    data = color_png(np.zeros((16, 16), np.uint8), {0: "#ffffff"})
+    out = decode(data, size=(64, 48))
+    assert out.expanded and out.array.shape == (48, 64) and out.array.max() == 0
+
+
+def test_other_size_mismatch_is_rejected_with_the_fix():
+    with pytest.raises(ItemError, match="is 32x24 but its image is 64x48; pass --resize-masks"):
+        decode(palette_png(blocks()), size=(64, 48))
+
+
+def test_resize_masks_uses_nearest_neighbour():
+    out = decode(palette_png(blocks()), policy=MaskPolicy(resize=True), size=(64, 48))
+    assert out.resized and out.array.shape == (48, 64)
+    assert set(np.unique(out.array)) == {0, 1, 2}
+
+
+def test_truncated_png_is_reported():
+    data = palette_png(blocks())
+    with pytest.raises(ItemError, match="damaged or truncated"):
+        decode(data[: len(data) // 2])
+
+
+def test_bytes_that_are_not_an_image_are_reported():
+    with pytest.raises(ItemError, match="not an image"):
+        decode(b"<html>AccessDenied</html>")
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    # A valid PNG header claiming 30000x30000 pixels, with almost no data.
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+    with pytest.raises(ItemError, match="too large to decode safely.*--max-pixels"):
+        decode(png)
+
+
+def test_encoded_mask_is_single_channel_palette_png_with_the_same_values():
+    arr = blocks()
+    pal = bytes(range(256)) * 3
+    img = Image.open(io.BytesIO(encode_mask(arr, pal)))
+    assert img.mode == "P" and np.array_equal(np.asarray(img), arr)
+
+
+def test_jpeg_source_is_kept_byte_for_byte():
+    data = jpeg()
+    prepared = prepare_image(data, line=1, ref="a.jpg")
+    assert prepared.data == data and not prepared.reencoded and prepared.size == (32, 24)
+
+
+def test_rgba_png_source_becomes_jpeg_composited_on_white():
+    arr = np.zeros((24, 32, 4), np.uint8)
+    arr[..., 0] = 200
+    arr[:, 16:, 3] = 255  # left half transparent
+    buf = io.BytesIO()
+    Image.fromarray(arr, "RGBA").save(buf, format="PNG")
+    prepared = prepare_image(buf.getvalue(), line=1, ref="a.png")
+    out = np.asarray(Image.open(io.BytesIO(prepared.data)))
+    assert prepared.reencoded and Image.open(io.BytesIO(prepared.data)).format == "JPEG"
+    assert out[:, :12].mean() > 245  # transparent -> white
+    assert abs(int(out[:, 20:, 0].mean()) - 200) < 6 and out[:, 20:, 1].mean() < 10
+
+
+def test_truncated_jpeg_source_is_reported():
+    data = jpeg(64, 48)
+    with pytest.raises(ItemError, match="line 3: image a.jpg is damaged or truncated"):
+        prepare_image(data[: len(data) // 2], line=3, ref="a.jpg")
