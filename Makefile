@@ -7,6 +7,8 @@ PY     := $(VENV)/bin/python
 EXTRAS ?= cpu,test
 # Bit-identical MXNet runs need one thread; speed wants all cores.
 NPROC  := $(shell nproc 2>/dev/null || echo 2)
+FIXTURE_JOB   := fixtures/bucket/labeling/city-blocks/manifests/output/output.manifest
+FIXTURE_ATTRS := --label-attribute city-blocks-adjusted-ref --label-attribute city-blocks-ref
 
 .PHONY: help venv test test-fast demo bench clean
 
@@ -29,9 +31,9 @@ test-fast: venv ## tests that do not train
 
 demo: venv ## convert the bundled fixture job and print the report
 	rm -rf demo-out
-	$(VENV)/bin/gt2seg inspect fixtures/job/manifests/output/output.manifest
-	$(VENV)/bin/gt2seg convert fixtures/job/manifests/output/output.manifest demo-out/data \
-	    --ref-root s3://gt2seg-fixture-bucket/=fixtures/bucket/ --label-attribute city-blocks-adjusted-ref
+	$(VENV)/bin/gt2seg inspect $(FIXTURE_JOB) $(FIXTURE_ATTRS)
+	$(VENV)/bin/gt2seg convert $(FIXTURE_JOB) demo-out/data --ref-root s3://gt2seg-fixtures/=fixtures/bucket/ \
+	    $(FIXTURE_ATTRS)
 
 bench: venv ## conversion benchmark (figures go in README)
 	$(PY) benchmarks/bench_convert.py

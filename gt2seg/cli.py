@@ -89,6 +89,8 @@ def inspect(manifest, label_attributes, as_json):
             yield f" {mark} attribute {a['name']} ({a['type']}): {a['lines']} lines, {a['failed']} failed"
         for c in r["classes"]:
             yield f"    class {c['index']:3d} {c['color']} {c['name']}"
+        for w in r["warnings"]:
+            yield f"  warning: {w}"
         for p in r["problems"]:
             yield f"  problem: {p}"
 

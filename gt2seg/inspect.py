@@ -20,7 +20,8 @@ class InspectReport:
     attributes: list[dict]
     chosen: list[str]
     classes: list[dict]
-    problems: list[str]
+    problems: list[str]  # stop a conversion
+    warnings: list[str]  # worth a look, harmless
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -29,7 +30,7 @@ class InspectReport:
 def inspect_manifest(uri: str, label_attributes: tuple[str, ...] = ()) -> InspectReport:
     manifest = read_manifest(uri, tuple(label_attributes), strict=False)
     problems = list(manifest.problems)
-    classes, failures = [], {}
+    classes, failures, warnings = [], {}, []
     for s in manifest.skipped:
         if s.reason == "failed":
             failures[s.detail or "(no reason given)"] = failures.get(s.detail or "(no reason given)", 0) + 1
@@ -37,7 +38,7 @@ def inspect_manifest(uri: str, label_attributes: tuple[str, ...] = ()) -> Inspec
         try:
             table = ClassTable.build(manifest.records)
             classes = [c.to_dict() for c in table.classes]
-            problems += list(table.warnings)
+            warnings = list(table.warnings)
         except ManifestError as exc:
             problems.append(str(exc))
     elif not problems:
@@ -48,5 +49,5 @@ def inspect_manifest(uri: str, label_attributes: tuple[str, ...] = ()) -> Inspec
         unlabeled=by_reason.get("unlabeled", 0), failed=by_reason.get("failed", 0),
         skipped_by_reason=by_reason, failure_reasons=failures,
         attributes=[asdict(a) for a in sorted(manifest.attributes.values(), key=lambda a: a.name)],
-        chosen=manifest.chosen, classes=classes, problems=problems,
+        chosen=manifest.chosen, classes=classes, problems=problems, warnings=warnings,
     )
