@@ -163,5 +163,20 @@ def upload(out, destination, workers, as_json):
     _emit(report, as_json, summary)
 
 
+@main.command()
+@click.argument("out", type=click.Path(file_okay=False))
+@click.argument("shards", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the merged report as JSON.")
+@_friendly
+def merge(out, shards, as_json):
+    """Merge the outputs of `convert --shard I/N` runs (SHARDS...) into one layout in OUT."""
+    from gt2seg.merge import merge_shards
+
+    report = merge_shards(shards, out).to_dict()
+    _emit(report, as_json, lambda r: [
+        f"{r['converted']} images from {len(shards)} shards merged into {r['output']} "
+        f"(train {r['splits']['train']}, validation {r['splits']['validation']})"])
+
+
 if __name__ == "__main__":
     main()

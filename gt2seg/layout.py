@@ -61,7 +61,7 @@ def check_output_dir(out: Path, inputs: list[str]) -> None:
         )
 
 
-def _place(src: Path, dst: Path) -> None:
+def place(src: Path, dst: Path) -> None:
     """Make dst the same bytes as src: a hard link where possible, else a copy."""
     if dst.exists() and os.path.samefile(src, dst):
         return
@@ -83,8 +83,8 @@ def materialize(out: Path, sides: dict[str, str], image_ext: dict[str, str]) -> 
     for name, side in sorted(sides.items()):
         image = Path(side) / f"{name}{image_ext[name]}"
         mask = Path(f"{side}_annotation") / f"{name}.png"
-        _place(cache / f"{name}{image_ext[name]}", out / image)
-        _place(cache / f"{name}.png", out / mask)
+        place(cache / f"{name}{image_ext[name]}", out / image)
+        place(cache / f"{name}.png", out / mask)
         wanted |= {image, mask}
     for folder in LAYOUT_DIRS:
         for path in (out / folder).glob("*") if (out / folder).is_dir() else ():

@@ -273,3 +273,36 @@ def test_changed_split_seed_moves_files_and_removes_stale_ones(tmp_path):
     fresh = tmp_path / "fresh"
     run(manifest, fresh, seed=2)
     assert tree(tmp_path / "out").keys() == tree(fresh).keys()
+
+
+def test_merged_shards_equal_one_unsharded_run(tmp_path):
+    from gt2seg.merge import merge_shards
+
+    manifest = standard_job(tmp_path / "job", n=12).write()
+    job = tmp_path / "job"
+    job_lines = (job / "output.manifest").read_text()
+    (job / "output.manifest").write_text(job_lines + json.dumps({"source-ref": "images/u.jpg"}) + "\n")
+    shards = [tmp_path / f"shard{i}" for i in range(3)]
+    for i, shard in enumerate(shards):
+        run(manifest, shard, shard=(i, 3))
+    report = merge_shards(shards, tmp_path / "merged")
+    merged = tmp_path / "merged"
+    assert report.converted == 12 and sum(report.splits.values()) == 12
+    assert report.skipped_by_reason == {"unlabeled": 1}  # counted once, not once per shard
+    whole = run(manifest, tmp_path / "whole")
+    assert report.pixels_per_class == whole.pixels_per_class
+    assert sorted(p.name for p in merged.glob("*/*.jpg")) == sorted(p.name for p in (tmp_path / "whole").glob("*/*.jpg"))
+    for side in ("train", "validation"):
+        for line in (merged / f"{side}.manifest").read_text().splitlines():
+            ref = json.loads(line)["source-ref"]
+            assert ref.startswith(str(merged.resolve())) and os.path.exists(ref)
+
+
+def test_merging_overlapping_shards_is_refused(tmp_path):
+    from gt2seg.merge import merge_shards
+
+    manifest = standard_job(tmp_path / "job", n=6).write()
+    run(manifest, tmp_path / "a")
+    run(manifest, tmp_path / "b")
+    with pytest.raises(Gt2SegError, match="shards must not overlap"):
+        merge_shards([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
