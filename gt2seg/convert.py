@@ -188,14 +188,14 @@ def _convert_item(task: _Task):
         return ("missing", task.line, str(exc))
     except (ItemError, StorageError) as exc:
         return ("error", task.line, getattr(exc, "detail", str(exc)))
-    counts = np.bincount(decoded.array.ravel(), minlength=256)
+    counts = decoded.image.histogram()
     cache = Path(task.cache)
     layout.atomic_write(cache / f"{task.name}.jpg", image.data)
-    layout.atomic_write(cache / f"{task.name}.png", encode_mask(decoded.array, task.palette))
+    layout.atomic_write(cache / f"{task.name}.png", encode_mask(decoded.image, task.palette))
     result = ItemResult(
         name=task.name, line=task.line, fingerprint=task.fingerprint, image_ext=".jpg",
         sha256=hashlib.sha256(image_bytes).hexdigest(),
-        pixels=counts[: task.num_classes].tolist(), ignore_pixels=int(counts[IGNORE]),
+        pixels=counts[: task.num_classes], ignore_pixels=counts[IGNORE],
         route=decoded.route, expanded=decoded.expanded, resized=decoded.resized,
         reencoded=image.reencoded, exif_rotated=image.exif_rotated,
         transparent_pixels=decoded.transparent_pixels, unknown_pixels=decoded.unknown_pixels,
@@ -272,6 +272,7 @@ def convert(manifest_uri: str, out_dir, options: ConvertOptions = ConvertOptions
     errors: list[ItemError] = []
     names = _assign_names(manifest.records)
     seen_sources: dict[str, int] = {}
+    entries_by_map: dict = {}  # lines with the same colour map share their entries
     tasks, results = [], []
     for record in manifest.records:
         if record.source_ref in seen_sources:
@@ -288,7 +289,9 @@ def convert(manifest_uri: str, out_dir, options: ConvertOptions = ConvertOptions
         except StorageError as exc:
             errors.append(ItemError(record.line, str(exc)))
             continue
-        entries = line_entries(record, table)
+        entries = entries_by_map.get(record.color_map)
+        if entries is None:
+            entries = entries_by_map[record.color_map] = line_entries(record, table)
         fingerprint = _fingerprint(record.source_ref, record.mask_ref, entries, policy, palette)
         task = _Task(name, record.line, source, mask, entries, policy, palette, len(table.classes),
                      str(cache), fingerprint)

@@ -152,37 +152,43 @@ def _choose(attributes: dict[str, Attribute], requested: tuple[str, ...]) -> lis
     return chosen
 
 
-def parse_manifest(text: str, uri: str = "<manifest>", label_attributes: tuple[str, ...] = ()) -> Manifest:
-    """Parse manifest text. Problems are collected, not raised (see read_manifest)."""
-    objects, problems, lines = [], [], 0
-    for number, raw in enumerate(text.splitlines(), 1):
+def _objects(lines: list[str], problems: list[str] | None):
+    """(line number, object) for each JSON-object line; problems collects the others."""
+    for number, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
-        lines += 1
         try:
             obj = json.loads(raw)
         except json.JSONDecodeError as exc:
-            problems.append(f"line {number}: not valid JSON ({exc.msg} at column {exc.colno})")
+            if problems is not None:
+                problems.append(f"line {number}: not valid JSON ({exc.msg} at column {exc.colno})")
             continue
         if not isinstance(obj, dict):
-            problems.append(f"line {number}: a JSON object is expected, got {type(obj).__name__}")
+            if problems is not None:
+                problems.append(f"line {number}: a JSON object is expected, got {type(obj).__name__}")
             continue
-        objects.append((number, obj))
+        yield number, obj
 
+
+def parse_manifest(text: str, uri: str = "<manifest>", label_attributes: tuple[str, ...] = ()) -> Manifest:
+    """Parse manifest text. Problems are collected, not raised (see read_manifest).
+
+    Two passes over the lines (attribute statistics, then records) so that no
+    parsed line outlives its turn: memory stays flat for large jobs.
+    """
+    lines = text.splitlines()
+    problems: list[str] = []
     attributes: dict[str, Attribute] = {}
-    per_line = []
-    for number, obj in objects:
-        found = _attributes_of(obj)
-        per_line.append((number, obj, found))
-        for name, (label_key, meta) in found.items():
+    for _, obj in _objects(lines, problems):
+        for name, (label_key, meta) in _attributes_of(obj).items():
             attr = attributes.setdefault(name, Attribute(name, "unknown"))
             if attr.type == "unknown" and "type" in meta:  # failed lines may lack a type
                 attr.type = str(meta["type"])
             attr.lines += 1
             attr.failed += bool(label_key is None or "failure-reason" in meta)
 
-    manifest = Manifest(uri, lines, [], [], attributes, [], problems)
-    if not objects:
+    manifest = Manifest(uri, sum(1 for raw in lines if raw.strip()), [], [], attributes, [], problems)
+    if not attributes and manifest.lines == len(problems):
         return manifest
     try:
         manifest.chosen = _choose(attributes, tuple(label_attributes))
@@ -190,7 +196,9 @@ def parse_manifest(text: str, uri: str = "<manifest>", label_attributes: tuple[s
         problems.append(str(exc))
         return manifest
 
-    for number, obj, found in per_line:
+    color_maps: dict = {}  # identical colour maps share one tuple
+    for number, obj in _objects(lines, None):
+        found = _attributes_of(obj)
         candidates = [(name, *found[name]) for name in manifest.chosen if name in found]
         usable = [(n, k, m) for n, k, m in candidates if k is not None and "failure-reason" not in m]
         if not usable:
@@ -214,7 +222,7 @@ def parse_manifest(text: str, uri: str = "<manifest>", label_attributes: tuple[s
         except ManifestError as exc:
             problems.append(str(exc))
             continue
-        manifest.records.append(Record(number, source, name, mask, cmap))
+        manifest.records.append(Record(number, source, name, mask, color_maps.setdefault(cmap, cmap)))
     return manifest
 
 

@@ -1,14 +1,18 @@
-"""Decode one Ground Truth mask into a uint8 array of global class indices.
+"""Decode one Ground Truth mask into an image of global class indices.
 
 The hot path. Three routes, chosen per mask:
 - by index: a palette (or grayscale) PNG whose used values are colour-map keys
   with matching palette colours and no transparency -- what Ground Truth
   writes -- or any mask of a job without hex-colors;
 - by palette colour: any other palette PNG; the 256 palette entries (with
-  their tRNS alpha) are classified once and applied through a lookup table;
-- by pixel colour: RGB/RGBA, matched on packed 24-bit values.
-Alpha below the threshold is background. Colours or values outside the line's
-map follow the unknown policy; the default names them and fails.
+  their tRNS alpha) are classified once;
+- by pixel colour: RGB/RGBA; the distinct colours are classified once.
+Either way the classification becomes a 256-entry table applied by Pillow to
+one 8-bit channel (the indices, or a colour channel that tells the mask's
+colours apart), so no per-pixel Python or wide numpy temporaries are needed;
+masks with colours no single channel separates take a numpy fallback.
+Alpha below the threshold is background. Colours or values outside the
+line's map follow the unknown policy; the default names them and fails.
 """
 from __future__ import annotations
 
@@ -23,8 +27,9 @@ from gt2seg.errors import ItemError
 from gt2seg.images import load, open_image
 from gt2seg.manifest import Record
 
-UNKNOWN = 254  # never a class index (at most 254 classes: 0..253) nor IGNORE
 UNKNOWN_POLICIES = ("error", "background", "ignore", "nearest")
+PNG_COMPRESS_LEVEL = 3  # 3.7x faster than zlib's default 6 for ~1.5x the bytes of a mostly flat mask
+MAX_DISTINCT_COLOURS = 4096
 
 
 @dataclass(frozen=True)
@@ -52,19 +57,23 @@ def line_entries(record: Record, table: ClassTable) -> tuple[Entry, ...]:
 
 @dataclass(frozen=True)
 class DecodedMask:
-    array: np.ndarray  # HxW uint8
+    image: Image.Image  # mode L or P; pixel values are global class indices
     route: str  # index | palette-colour | colour
     expanded: bool
     resized: bool
     transparent_pixels: int
     unknown_pixels: int
 
+    @property
+    def array(self) -> np.ndarray:
+        return np.asarray(self.image)
+
 
 def _hex(color: int) -> str:
     return f"#{color:06x}"
 
 
-def _resolve_unknown(found, entries, policy, line, ref, kind):
+def _resolve_unknown(found, entries, policy, line, ref, kind) -> dict:
     """Targets for unknown colours/values: found is [(value, pixel count)]."""
     listing = ", ".join(
         f"{_hex(v) if kind == 'colour' else v} ({n:,} px)" for v, n in sorted(found, key=lambda t: -t[1])[:10]
@@ -106,97 +115,114 @@ def _color_targets(entries, line, ref) -> dict[int, int]:
     return targets
 
 
+def _classify(colours, entries, policy, line, ref):
+    """colours: [(count, rgb 0xRRGGBB, alpha)] -> (targets per colour, transparent px, unknown px)."""
+    known = _color_targets(entries, line, ref)
+    targets, unknown = [], {}
+    transparent = 0
+    for count, rgb, alpha in colours:
+        if alpha < policy.alpha_threshold:
+            targets.append(0)
+            transparent += count
+        elif rgb in known:
+            targets.append(known[rgb])
+        else:
+            targets.append(None)
+            unknown[rgb] = unknown.get(rgb, 0) + count
+    if unknown:
+        resolved = _resolve_unknown(list(unknown.items()), entries, policy, line, ref, "colour")
+        targets = [resolved[rgb] if t is None else t for t, (_, rgb, _) in zip(targets, colours)]
+    return targets, transparent, sum(unknown.values())
+
+
+def _index_lut(entries) -> list:
+    lut = [None] * 256
+    for e in entries:
+        lut[e.key] = e.index
+    return lut
+
+
+def _apply(img: Image.Image, lut: list, used) -> Image.Image:
+    """Map an 8-bit single-channel image through lut (skipped when it is the identity)."""
+    if all(lut[u] == u for u in used):
+        return img
+    return img.point([0 if t is None else t for t in lut])
+
+
 def _decode_palette(img, entries, policy, line, ref):
-    idx = np.asarray(img)
-    counts = np.bincount(idx.ravel(), minlength=256)
-    used = np.flatnonzero(counts)
-    pal = np.zeros((256, 3), dtype=np.uint32)
-    raw = np.frombuffer(bytes(img.getpalette("RGB") or b""), dtype=np.uint8).reshape(-1, 3)[:256]
-    pal[: len(raw)] = raw
-    packed = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]
-    alpha = np.full(256, 255, dtype=np.uint8)
+    counts = img.histogram()
+    used = [i for i, n in enumerate(counts) if n]
+    raw = bytes(img.getpalette("RGB") or b"")
+    packed = [int.from_bytes(raw[3 * i: 3 * i + 3].ljust(3, b"\0"), "big") for i in range(256)]
+    alpha = [255] * 256
     trans = img.info.get("transparency")
     if isinstance(trans, (bytes, bytearray)):
-        alpha[: len(trans)] = np.frombuffer(bytes(trans), dtype=np.uint8)[:256]
+        alpha[: len(trans)] = list(trans[:256])
     elif isinstance(trans, int):
         alpha[trans] = 0
 
     by_key = {e.key: e for e in entries}
     colored = all(e.color is not None for e in entries)
-    by_index = not colored or (
-        all(int(u) in by_key for u in used)
-        and bool((alpha[used] == 255).all())
-        and all(int(packed[u]) == by_key[int(u)].color for u in used)
-    )
-    lut = np.full(256, UNKNOWN, dtype=np.uint8)
-    if by_index:
-        route, kind = "index", "value"
-        for e in entries:
-            lut[e.key] = e.index
-        values = np.arange(256)
-    else:
-        route, kind = "palette-colour", "colour"
-        for color, target in _color_targets(entries, line, ref).items():
-            lut[packed == color] = target
-        values = packed
-    lut[alpha < policy.alpha_threshold] = 0
-    unknown_entries = [int(u) for u in used if lut[u] == UNKNOWN]
-    if unknown_entries:
-        found: dict[int, int] = {}
-        for u in unknown_entries:
-            found[int(values[u])] = found.get(int(values[u]), 0) + int(counts[u])
-        targets = _resolve_unknown(list(found.items()), entries, policy, line, ref, kind)
-        for u in unknown_entries:
-            lut[u] = targets[int(values[u])]
-    transparent = int(counts[alpha < policy.alpha_threshold].sum())
-    unknown = int(sum(counts[u] for u in unknown_entries))
-    return lut[idx], route, transparent, unknown
+    if not colored or (all(u in by_key and alpha[u] == 255 and packed[u] == by_key[u].color for u in used)):
+        lut = _index_lut(entries)
+        for u in used:
+            if alpha[u] < policy.alpha_threshold:
+                lut[u] = 0
+        missing = [(u, counts[u]) for u in used if lut[u] is None]
+        if missing:
+            for value, target in _resolve_unknown(missing, entries, policy, line, ref, "value").items():
+                lut[value] = target
+        transparent = sum(counts[u] for u in used if alpha[u] < policy.alpha_threshold)
+        return _apply(img, lut, used), "index", transparent, sum(n for _, n in missing)
+
+    targets, transparent, unknown = _classify([(counts[u], packed[u], alpha[u]) for u in used],
+                                              entries, policy, line, ref)
+    lut = [None] * 256
+    for u, target in zip(used, targets):
+        lut[u] = target
+    return _apply(img, lut, used), "palette-colour", transparent, unknown
 
 
 def _decode_gray(img, entries, policy, line, ref):
-    arr = np.asarray(img.convert("L") if img.mode == "1" else img)
-    if arr.dtype != np.uint8:
+    if img.mode != "L":
+        arr = np.asarray(img.convert("L") if img.mode == "1" else img)
         if arr.size and (arr.min() < 0 or arr.max() > 255):
             raise ItemError(line, f"mask {ref} has values outside 0..255 ({arr.min()}..{arr.max()})")
-        arr = arr.astype(np.uint8)
-    return _decode_index_array(arr, entries, policy, line, ref)
+        img = Image.fromarray(arr.astype(np.uint8), "L")
+    counts = img.histogram()
+    used = [i for i, n in enumerate(counts) if n]
+    lut = _index_lut(entries)
+    missing = [(u, counts[u]) for u in used if lut[u] is None]
+    if missing:
+        for value, target in _resolve_unknown(missing, entries, policy, line, ref, "value").items():
+            lut[value] = target
+    return _apply(img, lut, used), "index", 0, sum(n for _, n in missing)
 
 
-def _decode_index_array(arr, entries, policy, line, ref):
-    counts = np.bincount(arr.ravel(), minlength=256)
-    lut = np.full(256, UNKNOWN, dtype=np.uint8)
-    for e in entries:
-        lut[e.key] = e.index
-    unknown_values = [int(u) for u in np.flatnonzero(counts) if lut[u] == UNKNOWN]
-    if unknown_values:
-        targets = _resolve_unknown([(u, int(counts[u])) for u in unknown_values], entries, policy, line, ref,
-                                   "value")
-        for u in unknown_values:
-            lut[u] = targets[u]
-    return lut[arr], "index", 0, int(sum(counts[u] for u in unknown_values))
-
-
-def _decode_rgb(img, entries, policy, line, ref):
-    rgba = np.asarray(img.convert("RGBA"))
-    words = rgba.view(np.uint32)[..., 0]  # little-endian: 0xAABBGGRR
-    bgr = words & 0x00FFFFFF
-    out = np.full(bgr.shape, UNKNOWN, dtype=np.uint8)
-    for color, target in _color_targets(entries, line, ref).items():
-        r, g, b = (color >> 16) & 255, (color >> 8) & 255, color & 255
-        out[bgr == (b << 16 | g << 8 | r)] = target
-    transparent = rgba[..., 3] < policy.alpha_threshold
-    n_transparent = int(np.count_nonzero(transparent))
-    if n_transparent:
-        out[transparent] = 0
-    unknown_mask = out == UNKNOWN
-    n_unknown = int(np.count_nonzero(unknown_mask))
-    if n_unknown:
-        values, counts = np.unique(bgr[unknown_mask], return_counts=True)
-        rgb_values = [int((v & 255) << 16 | (v >> 8 & 255) << 8 | v >> 16) for v in values]
-        targets = _resolve_unknown(list(zip(rgb_values, counts.tolist())), entries, policy, line, ref, "colour")
-        fill = np.array([targets[v] for v in rgb_values], dtype=np.uint8)
-        out[unknown_mask] = fill[np.searchsorted(values, bgr[unknown_mask])]
-    return out, "colour", n_transparent, n_unknown
+def _decode_colour(img, entries, policy, line, ref):
+    has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+    src = img if img.mode == ("RGBA" if has_alpha else "RGB") else img.convert("RGBA" if has_alpha else "RGB")
+    found = src.getcolors(MAX_DISTINCT_COLOURS)
+    if found is not None:
+        colours = [(n, c[0] << 16 | c[1] << 8 | c[2], c[3] if has_alpha else 255) for n, c in found]
+        targets, transparent, unknown = _classify(colours, entries, policy, line, ref)
+        for band in range(len(src.getbands())):  # a channel whose values tell the colours apart
+            values = [c[band] for _, c in found]
+            if len(set(values)) == len(values):
+                lut = [0] * 256
+                for value, target in zip(values, targets):
+                    lut[value] = target
+                return src.getchannel(band).point(lut), "colour", transparent, unknown
+    # Many colours, or none of the channels separates them: classify the distinct packed values.
+    arr = np.asarray(src).astype(np.uint32)
+    keys = arr[..., 0] << 16 | arr[..., 1] << 8 | arr[..., 2]
+    if has_alpha:
+        keys |= arr[..., 3] << 24
+    uniq, inverse, counts = np.unique(keys.ravel(), return_inverse=True, return_counts=True)
+    colours = [(int(n), int(k) & 0xFFFFFF, int(k) >> 24 if has_alpha else 255) for k, n in zip(uniq, counts)]
+    targets, transparent, unknown = _classify(colours, entries, policy, line, ref)
+    out = np.asarray(targets, dtype=np.uint8)[inverse].reshape(keys.shape)
+    return Image.fromarray(out, "L"), "colour", transparent, unknown
 
 
 def decode_mask(data: bytes, entries, policy: MaskPolicy, image_size, *, line: int, ref: str) -> DecodedMask:
@@ -204,25 +230,24 @@ def decode_mask(data: bytes, entries, policy: MaskPolicy, image_size, *, line: i
     img = load(open_image(data, line=line, ref=ref, what="mask"), line=line, ref=ref, what="mask")
     if img.mode == "P":
         out, route, transparent, unknown = _decode_palette(img, entries, policy, line, ref)
-    elif img.mode in ("L", "I", "I;16", "1") and (
-        img.mode != "L" or not all(e.color is not None for e in entries) or _fits_keys(img, entries)
-    ):
+    elif img.mode in ("I", "I;16", "1") or (img.mode == "L" and (
+            not all(e.color is not None for e in entries) or _fits_keys(img, entries))):
         out, route, transparent, unknown = _decode_gray(img, entries, policy, line, ref)
     else:
-        out, route, transparent, unknown = _decode_rgb(img, entries, policy, line, ref)
+        out, route, transparent, unknown = _decode_colour(img, entries, policy, line, ref)
 
     expanded = resized = False
     width, height = image_size
-    if out.shape != (height, width):
-        if out.size and int(out.min()) == int(out.max()):
-            out, expanded = np.full((height, width), out.flat[0], dtype=np.uint8), True
+    if out.size != (width, height):
+        extrema = out.getextrema()
+        if extrema[0] == extrema[1]:
+            out, expanded = Image.new("L", (width, height), extrema[0]), True
         elif policy.resize:
-            out = np.asarray(Image.fromarray(out).resize((width, height), Image.NEAREST))
-            resized = True
+            out, resized = out.resize((width, height), Image.NEAREST), True
         else:
             raise ItemError(
                 line,
-                f"mask {ref} is {out.shape[1]}x{out.shape[0]} but its image is {width}x{height}; "
+                f"mask {ref} is {out.size[0]}x{out.size[1]} but its image is {width}x{height}; "
                 "pass --resize-masks to resize masks (nearest neighbour)",
             )
     return DecodedMask(out, route, expanded, resized, transparent, unknown)
@@ -230,13 +255,13 @@ def decode_mask(data: bytes, entries, policy: MaskPolicy, image_size, *, line: i
 
 def _fits_keys(img, entries) -> bool:
     keys = {e.key for e in entries}
-    return all(int(v) in keys for v in np.flatnonzero(np.bincount(np.asarray(img).ravel(), minlength=256)))
+    return all(v in keys for v, n in enumerate(img.histogram()) if n)
 
 
-def encode_mask(array: np.ndarray, palette: bytes) -> bytes:
+def encode_mask(mask: Image.Image | np.ndarray, palette: bytes) -> bytes:
     """Single-channel 8-bit PNG, mode P with the class palette (values are indices)."""
-    img = Image.fromarray(array, "L")
+    img = Image.fromarray(mask, "L") if isinstance(mask, np.ndarray) else mask.copy()
     img.putpalette(palette, "RGB")
     out = io.BytesIO()
-    img.save(out, format="PNG", compress_level=6)
+    img.save(out, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return out.getvalue()

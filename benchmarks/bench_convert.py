@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Benchmark `gt2seg convert` against bare Pillow on synthetic 1024x768 Ground Truth jobs (`make bench`).
+
+For each size N this script times three things, per mask:
+  (a) bare Pillow: decode each mask and encode one single-channel PNG of the same size, in one process.
+      Palette masks are re-encoded as they are, and RGB masks by their first channel. No converter can do
+      less work than this.
+  (b) `gt2seg convert … --workers 1`, run through its CLI as a subprocess
+  (c) the same with `--workers` set to every core
+Wall time is the target, but on a shared machine it swings with other people's load. So (a) and (b) are
+also compared by CPU time (process_time, and wait4's ru_utime+ru_stime), which barely feels that load.
+Peak memory is measured in two ways. For --workers 1 it is the process's own peak, wait4's ru_maxrss (what
+/usr/bin/time -v shows). For the pool it is the whole process tree, summing Pss (or VmRSS) from /proc every
+0.2 s: workers forked by a forkserver are not the convert's children, so wait4 never counts them.
+Targets: (b)/(a) <= 1.3, (b)/(c) >= 1.8 on 2 cores, and peak memory flat as N grows.
+Jobs live in bench-out/ and are reused between runs; the converted outputs are deleted after timing.
+
+    python benchmarks/bench_convert.py                      # N = 200, 1000
+    python benchmarks/bench_convert.py --sizes 1000,10000 --json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_synthetic_job import make_job  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET_OVERHEAD, TARGET_SPEEDUP, TARGET_RSS_GROWTH = 1.3, 1.8, 1.25
+
+
+@dataclass
+class Run:
+    """One timed `gt2seg convert` subprocess."""
+
+    workers: int
+    seconds: float
+    cpu_seconds: float      # user+sys of the process and the children it reaped (wait4)
+    max_rss_mb: float       # largest single process it reaped (wait4 ru_maxrss)
+    tree_peak_mb: float     # sampled sum over the process tree (Pss where the kernel has it)
+
+
+@dataclass
+class Row:
+    n: int
+    bare_ms: float
+    one_ms: float
+    all_ms: float
+    workers: int
+    overhead: float         # (b)/(a), wall
+    overhead_cpu: float     # (b)/(a), CPU time; meaningful for --workers 1 only
+    speedup: float          # (b)/(c)
+    one: Run
+    all: Run
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def bare_pillow(manifest: Path, out: Path) -> tuple[float, float]:
+    """Wall and CPU seconds to decode every mask of the job and encode a single-channel PNG of it."""
+    refs = [json.loads(line)["bench-ref"] for line in manifest.read_text().splitlines()]
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    start, cpu = time.perf_counter(), time.process_time()
+    for i, ref in enumerate(refs):
+        with Image.open(manifest.parent / ref) as img:
+            img.load()
+            single = img if img.mode in ("P", "L") else img.getchannel(0)
+            single.save(out / f"{i}.png", "PNG")
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    shutil.rmtree(out)
+    return seconds, cpu
+
+
+def _tree_memory_kb(root: int) -> int:
+    """Sum of Pss (VmRSS if no smaps_rollup) over `root` and its descendants, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(f"/proc/{entry.name}/stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        kids = [p for p, pp in parents.items() if pp == pid and p not in tree]
+        tree.update(kids)
+        frontier.extend(kids)
+    total = 0
+    for pid in tree:
+        for name, key in (("smaps_rollup", "Pss:"), ("status", "VmRSS:")):
+            try:
+                lines = Path(f"/proc/{pid}/{name}").read_text().splitlines()
+            except OSError:
+                continue
+            hits = [int(line.split()[1]) for line in lines if line.startswith(key)]
+            if hits:
+                total += hits[0]
+                break
+    return total
+
+
+def run_convert(gt2seg: str, manifest: Path, out: Path, workers: int, logs: Path) -> Run:
+    """Time one fresh convert (OUT removed first: convert resumes finished items) and measure its memory."""
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [gt2seg, "convert", str(manifest), str(out), "--workers", str(workers), "--json",
+           "--validation-fraction", "0.2", "--seed", "0"]
+    peak, done = [0], threading.Event()
+    with open(logs / "stdout.json", "wb") as stdout, open(logs / "stderr.log", "wb") as stderr:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr)
+
+        def sample() -> None:
+            while not done.wait(0.2):
+                peak[0] = max(peak[0], _tree_memory_kb(proc.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        done.set()
+        sampler.join()
+    if proc.returncode != 0:
+        tail = (logs / "stderr.log").read_text(errors="replace")[-2000:]
+        raise SystemExit(f"bench: {' '.join(cmd)} exited {proc.returncode}:\n{tail}")
+    written = sum(1 for d in ("train_annotation", "validation_annotation") for _ in (out / d).iterdir())
+    expected = sum(1 for _ in manifest.open())
+    if written != expected:
+        raise SystemExit(f"bench: {out} holds {written} masks, expected {expected}; see {logs}/stderr.log")
+    shutil.rmtree(out)
+    return Run(workers, seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, peak[0] / 1024)
+
+
+def bench_size(n: int, root: Path, gt2seg: str, workers: int) -> Row:
+    log(f"N={n}: writing the synthetic job (reused when already there)")
+    manifest = make_job(root / f"job-{n}", n)
+    log(f"N={n}: (a) bare Pillow")
+    bare, bare_cpu = bare_pillow(manifest, root / "bare")
+    log(f"N={n}: (b) gt2seg convert --workers 1")
+    one = run_convert(gt2seg, manifest, root / "out", 1, root)
+    log(f"N={n}: (c) gt2seg convert --workers {workers}")
+    every = run_convert(gt2seg, manifest, root / "out", workers, root)
+    return Row(n, 1000 * bare / n, 1000 * one.seconds / n, 1000 * every.seconds / n, workers,
+               one.seconds / bare, one.cpu_seconds / bare_cpu, one.seconds / every.seconds, one, every)
+
+
+def verdicts(rows: list[Row]) -> dict:
+    """Check each target on every row; memory is compared between the smallest and largest N."""
+    first, last = rows[0], rows[-1]
+    growth = max(last.one.max_rss_mb / first.one.max_rss_mb, last.all.tree_peak_mb / max(first.all.tree_peak_mb, 1))
+    return {"overhead_ok": all(r.overhead <= TARGET_OVERHEAD for r in rows),
+            "overhead_cpu_ok": all(r.overhead_cpu <= TARGET_OVERHEAD for r in rows),
+            "speedup_ok": all(r.speedup >= TARGET_SPEEDUP for r in rows),
+            "memory_growth": round(growth, 3),
+            "memory_flat": len(rows) < 2 or growth <= TARGET_RSS_GROWTH}
+
+
+def table(rows: list[Row], verdict: dict) -> str:
+    out = [f"{'N':>7} {'(a) bare':>9} {'(b) w=1':>9} {'(c) w=all':>10} {'b/a':>6} {'b/a':>6} {'b/c':>6} "
+           f"{'peak w=1':>9} {'peak w=all':>11}",
+           f"{'':>7} {'ms/mask':>9} {'ms/mask':>9} {'ms/mask':>10} {'wall':>6} {'cpu':>6} {'wall':>6} "
+           f"{'MB':>9} {'MB (tree)':>11}"]
+    for r in rows:
+        out.append(f"{r.n:>7} {r.bare_ms:>9.1f} {r.one_ms:>9.1f} {r.all_ms:>10.1f} {r.overhead:>6.2f} "
+                   f"{r.overhead_cpu:>6.2f} {r.speedup:>6.2f} {r.one.max_rss_mb:>9.0f} {r.all.tree_peak_mb:>11.0f}")
+
+    def met(key: str) -> str:
+        return "met" if verdict[key] else "MISSED"
+
+    out.append(f"(c) used --workers {rows[0].workers}. Targets: b/a <= {TARGET_OVERHEAD} {met('overhead_ok')} "
+               f"(cpu: {met('overhead_cpu_ok')}), b/c >= {TARGET_SPEEDUP} {met('speedup_ok')}, memory "
+               f"{'flat' if verdict['memory_flat'] else 'GROWS'} (x{verdict['memory_growth']} from N={rows[0].n} "
+               f"to N={rows[-1].n})")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="200,1000", help="comma-separated N values (e.g. 1000,10000)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="workers for (c): all cores")
+    parser.add_argument("--root", type=Path, default=REPO / "bench-out", help="where jobs and outputs go")
+    parser.add_argument("--gt2seg", default=str(REPO / ".venv" / "bin" / "gt2seg"), help="the CLI to time")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    args = parser.parse_args()
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    if not Path(args.gt2seg).exists() and not shutil.which(args.gt2seg):
+        raise SystemExit(f"bench: no gt2seg CLI at {args.gt2seg}; run `make venv` first or pass --gt2seg")
+    args.root.mkdir(parents=True, exist_ok=True)
+    rows = [bench_size(n, args.root.resolve(), args.gt2seg, args.workers) for n in sizes]
+    verdict = verdicts(rows)
+    if args.json:
+        print(json.dumps({"cpus": os.cpu_count(), "rows": [asdict(r) for r in rows], **verdict}, indent=2))
+    else:
+        print(table(rows, verdict))
+
+
+if __name__ == "__main__":
+    main()
