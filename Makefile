@@ -7,13 +7,14 @@ PY     := $(VENV)/bin/python
 EXTRAS ?= cpu,test
 # Bit-identical MXNet runs need one thread; speed wants all cores.
 NPROC  := $(shell nproc 2>/dev/null || echo 2)
-FIXTURE_JOB   := fixtures/bucket/labeling/city-blocks/manifests/output/output.manifest
-FIXTURE_ATTRS := --label-attribute city-blocks-adjusted-ref --label-attribute city-blocks-ref
 
-.PHONY: help venv test test-fast demo bench clean
+.PHONY: help venv test test-fast bench bench-convert bench-train bench-pipe bench-serve clean
 
 help: ## list targets and variables
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@echo "targets:"
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@echo "variables (make pipeline VAR=value ...) [default]:"
+	@grep -h '^#: ' $(MAKEFILE_LIST) | cut -c4- | sed 's/^/  /'
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,14 +30,135 @@ test: venv ## run the whole test suite
 test-fast: venv ## tests that do not train
 	$(PY) -m pytest -q -ra -m "not slow" $(PYTEST_ARGS)
 
-demo: venv ## convert the bundled fixture job and print the report
-	rm -rf demo-out
-	$(VENV)/bin/gt2seg inspect $(FIXTURE_JOB) $(FIXTURE_ATTRS)
-	$(VENV)/bin/gt2seg convert $(FIXTURE_JOB) demo-out/data --ref-root s3://gt2seg-fixtures/=fixtures/bucket/ \
-	    $(FIXTURE_ATTRS)
+bench: bench-convert bench-pipe bench-serve bench-train ## every benchmark (figures go in README)
 
-bench: venv ## conversion benchmark (figures go in README)
-	$(PY) benchmarks/bench_convert.py
+bench-convert: venv ## gt2seg convert vs bare Pillow, 1 vs all workers, peak RSS
+	$(PY) benchmarks/bench_convert.py $(BENCH_ARGS)
+
+bench-pipe: venv ## RecordIO parse throughput, Pipe vs File loader
+	$(PY) benchmarks/bench_pipe.py $(BENCH_ARGS)
+
+bench-serve: venv ## /invocations latency vs bare forward, throughput
+	$(PY) benchmarks/bench_serve.py $(BENCH_ARGS)
+
+bench-train: venv ## training step vs bare GluonCV step, loader vs step throughput
+	OMP_NUM_THREADS=$(NPROC) $(PY) benchmarks/bench_train.py $(BENCH_ARGS)
 
 clean: ## remove build and demo outputs (keeps .venv)
 	rm -rf demo-out bench-out build *.egg-info .pytest_cache
+
+# ---------------------------------------------------------------- pipeline: labeling job -> served model
+# Each stage leaves a stamp in $(OUT)/.stamps only after it succeeded; make re-runs a stage when its inputs
+# (the job's manifest, the options it ran with, the stage before it) changed, and nothing else.
+FIXTURE_JOB_DIR := fixtures/bucket/labeling/city-blocks
+#: JOB             labeling job output prefix, or its output.manifest; local or s3:// [the fixture job]
+#: LABEL_ATTRIBUTE label attribute(s), first present wins [auto; the fixture's two for the fixture job]
+#: REF_ROOT        PREFIX=DIR rewrites of refs for gt2seg convert [the fixture bucket for the fixture job]
+#: OUT             work folder: stamps, /opt/ml stand-in, predictions [build/pipeline]
+#: DATA            local layout folder [OUT/data]
+#: S3_PREFIX       where the layout goes on S3; empty keeps everything local []
+#: MODEL           model folder [OUT/model]
+#: HP              hyperparameters JSON [fixtures/demo-hyperparameters.json]
+#: MODE            File or Pipe [File]
+#: PORT            port for serve and invoke [8080]
+#: IMAGE           image invoke sends to the endpoint [the first validation image]
+JOB ?= $(FIXTURE_JOB_DIR)
+ifeq ($(JOB),$(FIXTURE_JOB_DIR))
+LABEL_ATTRIBUTE ?= city-blocks-adjusted-ref city-blocks-ref
+REF_ROOT ?= s3://gt2seg-fixtures/=fixtures/bucket/
+endif
+LABEL_ATTRIBUTE ?=
+REF_ROOT ?=
+OUT ?= build/pipeline
+DATA ?= $(OUT)/data
+S3_PREFIX ?=
+MODEL ?= $(OUT)/model
+HP ?= fixtures/demo-hyperparameters.json
+MODE ?= File
+PORT ?= 8080
+IMAGE ?=
+
+SEG      := $(VENV)/bin/seg
+GT2SEG   := $(VENV)/bin/gt2seg
+STAMPS   := $(OUT)/.stamps
+MANIFEST  = $(if $(filter %.manifest,$(JOB)),$(JOB),$(JOB:%/=%)/manifests/output/output.manifest)
+CONVERT_ARGS = $(foreach a,$(LABEL_ATTRIBUTE),--label-attribute $(a)) $(foreach r,$(REF_ROOT),--ref-root $(r)) \
+               $(if $(S3_PREFIX),--s3-prefix $(S3_PREFIX))
+TRAIN_AFTER  = $(if $(S3_PREFIX),$(STAMPS)/upload,$(STAMPS)/convert)
+# `cmd $(call fail,stage,what to do)`: one clear line naming the stage when cmd fails.
+fail = || { echo "make: pipeline stage '$(1)' failed (see above). $(2) Then re-run make: finished stages are kept." >&2; exit 1; }
+# Rewrite $(1) only when the text $(2) changed, so a stage re-runs when its options change.
+remember = @mkdir -p $(STAMPS); echo '$(2)' | cmp -s - $(1) || echo '$(2)' > $(1)
+
+.PHONY: convert upload train evaluate predict serve invoke pipeline report demo FORCE
+
+$(STAMPS)/output.manifest: FORCE | $(VENV)/.installed
+	@mkdir -p $(STAMPS)
+	@$(SEG) job-manifest '$(JOB)' $@ $(call fail,convert,Set JOB to the labeling job's output prefix or manifest.)
+$(STAMPS)/convert.args: FORCE
+	$(call remember,$@,$(DATA) $(CONVERT_ARGS))
+$(STAMPS)/upload.args: FORCE
+	$(call remember,$@,$(S3_PREFIX))
+$(STAMPS)/train.args: FORCE
+	$(call remember,$@,$(MODE) $(S3_PREFIX) $(MODEL))
+
+$(STAMPS)/convert: $(STAMPS)/output.manifest $(STAMPS)/convert.args
+	$(GT2SEG) convert '$(MANIFEST)' $(DATA) $(CONVERT_ARGS) \
+	    $(call fail,convert,Fix the labeling job or the LABEL_ATTRIBUTE/REF_ROOT options.)
+	@touch $@
+convert: $(STAMPS)/convert ## labeling job -> SageMaker layout in DATA
+
+$(STAMPS)/upload: $(STAMPS)/convert $(STAMPS)/upload.args
+	@test -n '$(S3_PREFIX)' || { echo "make: stage 'upload' needs S3_PREFIX=s3://bucket/prefix" >&2; exit 1; }
+	$(GT2SEG) upload $(DATA) $(S3_PREFIX) \
+	    $(call fail,upload,Check the bucket and credentials (AWS_PROFILE / AWS_ACCESS_KEY_ID).)
+	@touch $@
+upload: $(STAMPS)/upload ## DATA -> S3_PREFIX (needs S3_PREFIX)
+
+$(STAMPS)/train: $(TRAIN_AFTER) $(HP) $(STAMPS)/train.args
+	$(SEG) local-job $(or $(S3_PREFIX),$(DATA)) $(MODEL) --hp-file $(HP) --mode $(MODE) --root $(OUT)/opt-ml \
+	    $(call fail,train,Fix the data or HP; an interrupted File-mode run resumes from its checkpoint.)
+	@touch $@
+train: $(STAMPS)/train ## train MODEL from DATA, or from S3_PREFIX (File or Pipe MODE) when set
+
+$(OUT)/metrics.json: $(STAMPS)/train
+	$(SEG) evaluate $(MODEL) $(DATA) --json > $@.tmp $(call fail,evaluate,Check MODEL and DATA.)
+	@mv $@.tmp $@
+evaluate: $(OUT)/metrics.json ## validation metrics of MODEL -> OUT/metrics.json
+
+$(STAMPS)/predict: $(STAMPS)/train
+	$(SEG) predict $(MODEL) $(DATA)/validation --out $(OUT)/predictions --json > $(OUT)/predictions.json \
+	    $(call fail,predict,Check MODEL and DATA.)
+	@touch $@
+predict: $(STAMPS)/predict ## masks + overlays of the validation images -> OUT/predictions
+
+serve: $(STAMPS)/train ## serve MODEL on PORT until Ctrl-C (GET /ping, POST /invocations)
+	$(SEG) serve $(MODEL) --host 127.0.0.1 --port $(PORT)
+
+invoke: $(STAMPS)/train ## serve MODEL in the background, send IMAGE over HTTP, write mask + overlay, stop
+	@mkdir -p $(OUT)/invoke
+	@image='$(IMAGE)'; image=$${image:-$$(ls $(DATA)/validation/*.jpg | head -n 1)}; \
+	$(SEG) serve $(MODEL) --host 127.0.0.1 --port $(PORT) 2> $(OUT)/serve.log & server=$$!; \
+	trap 'kill $$server 2>/dev/null; wait $$server 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
+	$(SEG) invoke http://127.0.0.1:$(PORT) "$$image" --out $(OUT)/invoke --wait 120 > $(OUT)/invoke.json.tmp \
+	    $(call fail,invoke,See $(OUT)/serve.log; is PORT $(PORT) free?) ; \
+	kill -0 $$server || { echo "make: stage 'invoke': the server exited; see $(OUT)/serve.log" >&2; exit 1; }; \
+	mv $(OUT)/invoke.json.tmp $(OUT)/invoke.json; echo "served mask written to $(OUT)/invoke"
+
+pipeline: ## convert, upload (with S3_PREFIX), train, evaluate, predict, invoke, report
+	@$(MAKE) --no-print-directory convert $(if $(S3_PREFIX),upload) train evaluate predict invoke
+	@$(MAKE) --no-print-directory report
+
+report: ## where the pictures are, and the metrics
+	@echo "pictures: $(OUT)/invoke/ (served over HTTP), $(OUT)/predictions/ (seg predict)"
+	@ls $(OUT)/invoke/*_overlay.png 2>/dev/null | sed 's/^/  /'
+	@$(PY) -c 'import json, sys; m = json.load(open(sys.argv[1])); \
+	print("validation mIOU %.3f, pixel accuracy %.3f" % (m["mIOU"], m["pixel_accuracy"])); \
+	[print("  IoU %-12s %s" % (k, "n/a" if v is None else "%.3f" % v)) for k, v in m["per_class_iou"].items()]' \
+	    $(OUT)/metrics.json
+
+demo: venv ## the whole pipeline on the bundled fixture job, local disk only (a few minutes)
+	@$(MAKE) --no-print-directory pipeline OUT=demo-out JOB=$(FIXTURE_JOB_DIR) S3_PREFIX= MODE=File \
+	    HP=fixtures/demo-hyperparameters.json
+
+FORCE:

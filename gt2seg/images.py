@@ -10,7 +10,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from gt2seg.errors import ItemError
 
@@ -41,10 +41,15 @@ def open_image(data: bytes, *, line: int, ref: str, what: str = "image") -> Imag
 
 
 def load(img: Image.Image, *, line: int, ref: str, what: str) -> Image.Image:
+    """Decode fully. Truncation is always an error here, even in a process where another library
+    (GluonCV does, on import) has set Pillow's process-wide LOAD_TRUNCATED_IMAGES."""
+    tolerant, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
     try:
         img.load()
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError... for damaged files
         raise ItemError(line, f"{what} {ref} is damaged or truncated ({exc}); re-export it") from None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
     return img
 
 

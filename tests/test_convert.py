@@ -7,7 +7,7 @@ from PIL import Image
 
 from gt2seg.convert import ConvertOptions, convert
 from gt2seg.errors import ConversionError, Gt2SegError, ManifestError, SplitError
-from gtjob import Job, blocks, color_png, jpeg, palette_png, standard_job, tree
+from gtjob import Job, blocks, color_png, palette_png, standard_job, tree
 
 
 def run(manifest, out, **options):

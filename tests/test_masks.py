@@ -198,3 +198,15 @@ def test_truncated_jpeg_source_is_reported():
     data = jpeg(64, 48)
     with pytest.raises(ItemError, match="line 3: image a.jpg is damaged or truncated"):
         prepare_image(data[: len(data) // 2], line=3, ref="a.jpg")
+
+
+def test_truncated_jpeg_is_reported_even_after_gluoncv_relaxed_pillow():
+    from PIL import ImageFile
+
+    data = jpeg(64, 48)
+    ImageFile.LOAD_TRUNCATED_IMAGES = True  # what `import gluoncv` does to the whole process
+    try:
+        with pytest.raises(ItemError, match="damaged or truncated"):
+            prepare_image(data[: len(data) // 2], line=3, ref="a.jpg")
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False

@@ -4,6 +4,7 @@ import logging
 
 import click
 
+from seg.cli.job import invoke, job_manifest, local_job, sagemaker_job
 from seg.cli.pipe import pipe_check, pipe_feed
 from seg.cli.serve import serve
 from seg.cli.train import evaluate, predict, train
@@ -19,5 +20,6 @@ def main(verbose):
     )
 
 
-for command in (train, predict, evaluate, pipe_feed, pipe_check, serve):
+for command in (train, predict, evaluate, pipe_feed, pipe_check, serve, sagemaker_job, local_job, job_manifest,
+                invoke):
     main.add_command(command)

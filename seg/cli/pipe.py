@@ -1,4 +1,4 @@
-"""seg pipe-feed / pipe-check: thin click wrappers over seg.pipe.feed and seg.pipe.check_manifest."""
+"""seg pipe-feed / pipe-check: thin click wrappers over seg.pipe_feed.feed and seg.pipe_check.check_manifest."""
 import json
 import signal
 import sys
@@ -6,6 +6,7 @@ import sys
 import click
 
 _SHOWN = 50
+_NAMES_HELP = "Comma-separated, image first: source-ref,<label>-ref"
 
 
 def _names(ctx, param, value):
@@ -24,16 +25,16 @@ def _errors():
 
 @click.command("pipe-feed")
 @click.argument("manifest")
-@click.option("--fifo-dir", required=True, type=click.Path(file_okay=False), help="Where <channel>_<epoch> FIFOs go.")
+@click.option("--fifo-dir", required=True, type=click.Path(file_okay=False), help="Folder for <channel>_<epoch>.")
 @click.option("--channel", default="train", show_default=True)
 @click.option("--epochs", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option("--attribute-names", required=True, callback=_names, help="Comma-separated, image first: source-ref,<label>-ref")
-@click.option("--wait-timeout", type=float, help="Seconds to wait for the reader (default $SEG_PIPE_WAIT_TIMEOUT or 600).")
+@click.option("--attribute-names", required=True, callback=_names, help=_NAMES_HELP)
+@click.option("--wait-timeout", type=float, help="Seconds to wait for a reader (default: $SEG_PIPE_WAIT_TIMEOUT, 600).")
 @click.option("--workers", default=8, show_default=True, type=click.IntRange(min=1), help="Parallel object fetches.")
 @click.option("--json", "as_json", is_flag=True, help="Print the feed report as JSON.")
 def pipe_feed(manifest, fifo_dir, channel, epochs, attribute_names, wait_timeout, workers, as_json):
     """Stream MANIFEST into FIFOs as SageMaker Pipe mode does, one epoch per FIFO, so `seg train` runs locally."""
-    from seg.pipe import feed
+    from seg.pipe_feed import feed
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup of FIFOs on `kill`
     try:
@@ -50,13 +51,13 @@ def pipe_feed(manifest, fifo_dir, channel, epochs, attribute_names, wait_timeout
 
 @click.command("pipe-check")
 @click.argument("manifest")
-@click.option("--attribute-names", required=True, callback=_names, help="Comma-separated, image first: source-ref,<label>-ref")
+@click.option("--attribute-names", required=True, callback=_names, help=_NAMES_HELP)
 @click.option("--num-classes", type=int, help="Also check that mask values are < C or 255.")
 @click.option("--workers", default=8, show_default=True, type=click.IntRange(min=1), help="Parallel object reads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def pipe_check(manifest, attribute_names, num_classes, workers, as_json):
     """Check an augmented manifest before a Pipe-mode job; exit 1 if any line would be dropped or fail."""
-    from seg.pipe import check_manifest
+    from seg.pipe_check import check_manifest
 
     try:
         report = check_manifest(manifest, attribute_names, num_classes=num_classes, workers=workers, progress=True)

@@ -10,8 +10,9 @@ import click
               help="Container root; without MODEL the model is read from <opt-ml>/model.")
 @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--workers", default=1, show_default=True, envvar="SEG_WORKERS", type=click.IntRange(1),
-              help="Worker processes, each with its own copy of the model.")
+@click.option("--workers", default=1, show_default=True, envvar=["SEG_WORKERS", "SAGEMAKER_MODEL_SERVER_WORKERS"],
+              type=click.IntRange(1), help="Worker processes, each with its own copy of the model "
+              "(env SEG_WORKERS or SAGEMAKER_MODEL_SERVER_WORKERS).")
 @click.option("--max-pixels", default=4096 * 4096, show_default=True, envvar="SEG_MAX_PIXELS",
               type=click.IntRange(1), help="Larger images are refused with 413.")
 def serve(model, opt_ml, host, port, workers, max_pixels):

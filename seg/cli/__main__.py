@@ -1,0 +1,3 @@
+from seg.cli import main
+
+main()
