@@ -253,6 +253,19 @@ def load_classes(path) -> list:
     return classes
 
 
+def mask_image(mask: np.ndarray, classes) -> Image.Image:
+    """A mode-P image whose pixel values are the class indices and whose palette shows the class
+    colours (black elsewhere): the form of the training labels, for predictions and /invocations."""
+    palette = bytearray(768)
+    for entry in classes:
+        color, index = str(entry.get("color", "")), int(entry["index"])
+        if 0 <= index < 256 and len(color) == 7 and color.startswith("#"):
+            palette[3 * index: 3 * index + 3] = bytes.fromhex(color[1:])
+    image = Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8), mode="L")
+    image.putpalette(bytes(palette))
+    return image
+
+
 # ---------------------------------------------------------------- File mode
 
 

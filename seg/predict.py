@@ -17,7 +17,7 @@ import mxnet as mx
 import numpy as np
 from PIL import Image
 
-from seg.data import normalize
+from seg.data import mask_image, normalize
 from seg.model import Artifact, load_artifact, unpack_model_dir
 
 DEFAULT_MAX_SIDE = 1024
@@ -87,18 +87,6 @@ def overlay(rgb: np.ndarray, mask: np.ndarray, classes: list, alpha: float = 0.5
     return (rgb * (1 - weight) + painted * weight).astype(np.uint8)
 
 
-def palette_png(mask: np.ndarray, classes: list) -> Image.Image:
-    """A mode-P PNG whose pixel values are class indices and whose palette shows the class colours."""
-    image = Image.frombytes("P", (mask.shape[1], mask.shape[0]), np.ascontiguousarray(mask, dtype=np.uint8).tobytes())
-    palette = []
-    for i in range(256):
-        entry = classes[i] if i < len(classes) else {"color": "#000000"}
-        hex_color = entry.get("color", "#000000").lstrip("#")
-        palette += [int(hex_color[j : j + 2], 16) for j in (0, 2, 4)]
-    image.putpalette(palette)
-    return image
-
-
 def list_images(path) -> list:
     """`path` itself if it is a file, else the images directly inside the folder, sorted."""
     path = Path(path)
@@ -124,7 +112,7 @@ def predict_files(predictor: Predictor, images, out_dir) -> list:
             raise DataError(f"{path}: {exc}") from None
         mask = predictor.predict(rgb)
         outputs = {"mask": out_dir / f"{path.stem}.png", "overlay": out_dir / f"{path.stem}_overlay.png"}
-        for key, image in (("mask", palette_png(mask, predictor.classes)),
+        for key, image in (("mask", mask_image(mask, predictor.classes)),
                            ("overlay", Image.fromarray(overlay(rgb, mask, predictor.classes)))):
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")
