@@ -151,7 +151,9 @@ def descriptor_fields(descriptor):
             fields[f.name] = ("", f"map<string,{value.message_type.name}>", f.number)
             continue
         kind = f.message_type.name if f.message_type is not None else type_names[f.type]
-        label = "repeated" if f.label == FieldDescriptor.LABEL_REPEATED else (
+        # protobuf >= 5 has is_repeated; 7 dropped .label
+        repeated = f.is_repeated if hasattr(f, "is_repeated") else f.label == FieldDescriptor.LABEL_REPEATED
+        label = "repeated" if repeated else (
             "oneof" if f.containing_oneof is not None else "optional")
         if label == "repeated" and f.message_type is None:
             assert f.GetOptions().packed == (kind != "bytes"), f"{descriptor.name}.{f.name} packing"
