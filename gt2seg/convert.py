@@ -217,9 +217,14 @@ def _cached(task: _Task) -> ItemResult | None:
     return ItemResult(**data)
 
 
-def _fingerprint(source, mask, entries, policy, palette) -> str:
-    blob = json.dumps([FORMAT_VERSION, source, mask, [asdict(e) for e in entries], asdict(policy), palette.hex()])
-    return hashlib.sha256(blob.encode()).hexdigest()
+def _fingerprint(source, mask, settings: str) -> str:
+    """What an item's cached output depends on: its refs, and the colour map, options and palette."""
+    return hashlib.sha256(f"{source}\0{mask}\0{settings}".encode()).hexdigest()
+
+
+def _settings(entries, policy, palette) -> str:
+    return json.dumps([FORMAT_VERSION, [(e.key, e.index, e.color) for e in entries],
+                       [policy.unknown, policy.alpha_threshold, policy.resize], palette.hex()])
 
 
 def _run(tasks: list[_Task], options: ConvertOptions):
@@ -272,7 +277,7 @@ def convert(manifest_uri: str, out_dir, options: ConvertOptions = ConvertOptions
     errors: list[ItemError] = []
     names = _assign_names(manifest.records)
     seen_sources: dict[str, int] = {}
-    entries_by_map: dict = {}  # lines with the same colour map share their entries
+    entries_by_map: dict = {}  # lines with the same colour map share their entries and settings
     tasks, results = [], []
     for record in manifest.records:
         if record.source_ref in seen_sources:
@@ -289,10 +294,11 @@ def convert(manifest_uri: str, out_dir, options: ConvertOptions = ConvertOptions
         except StorageError as exc:
             errors.append(ItemError(record.line, str(exc)))
             continue
-        entries = entries_by_map.get(record.color_map)
-        if entries is None:
-            entries = entries_by_map[record.color_map] = line_entries(record, table)
-        fingerprint = _fingerprint(record.source_ref, record.mask_ref, entries, policy, palette)
+        if record.color_map not in entries_by_map:
+            entries = line_entries(record, table)
+            entries_by_map[record.color_map] = (entries, _settings(entries, policy, palette))
+        entries, settings = entries_by_map[record.color_map]
+        fingerprint = _fingerprint(record.source_ref, record.mask_ref, settings)
         task = _Task(name, record.line, source, mask, entries, policy, palette, len(table.classes),
                      str(cache), fingerprint)
         cached = _cached(task)
