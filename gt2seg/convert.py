@@ -15,7 +15,7 @@ import re
 import sys
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +102,7 @@ class Report:
     routes: dict[str, int]
     warnings: list[str]
     shard: str | None = None
-    resumed: int = field(default=0, metadata={"run_only": True})
+    resumed: int = 0  # items reused from the cache: differs between identical runs, not in report.json
 
     def to_dict(self, run_fields: bool = True) -> dict:
         """run_fields=False drops what differs between identical runs (for report.json)."""
