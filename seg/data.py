@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator, Mapping, Optional, Union
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 IGNORE = 255
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)  # ImageNet, as the pretrained backbones expect
@@ -33,11 +33,20 @@ class DataError(ValueError):
 # ---------------------------------------------------------------- decoding
 
 
+def load_strict(image: Image.Image) -> Image.Image:
+    """Decode fully, truncation an error even where GluonCV's import has set Pillow's process-wide
+    LOAD_TRUNCATED_IMAGES (training and serving processes import it)."""
+    tolerant, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+    try:
+        image.load()
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
+    return image
+
+
 def _open(data: bytes, what: str) -> Image.Image:
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-        return image
+        return load_strict(Image.open(io.BytesIO(data)))
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"{what} is not a decodable image ({exc})") from None
 
@@ -264,6 +273,14 @@ def mask_image(mask: np.ndarray, classes) -> Image.Image:
     image = Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8), mode="L")
     image.putpalette(bytes(palette))
     return image
+
+
+def overlay(rgb: np.ndarray, mask: Image.Image, alpha: float = 0.5) -> np.ndarray:
+    """The image blended with the palette colour of every non-background pixel of a mode-P class mask."""
+    palette = np.array(mask.getpalette()[:768], dtype=np.float32).reshape(-1, 3)
+    indices = np.asarray(mask)
+    weight = np.where(indices[..., None] == 0, 0.0, alpha)
+    return (rgb * (1 - weight) + palette[indices] * weight).astype(np.uint8)
 
 
 # ---------------------------------------------------------------- File mode

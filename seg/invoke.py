@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from seg.contract import write_atomic
+from seg.data import overlay
 
 CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 
@@ -55,14 +56,6 @@ def wait_ready(url: str, timeout: float) -> None:
         time.sleep(0.2)
 
 
-def overlay_from_mask(rgb: np.ndarray, mask: Image.Image, alpha: float = 0.5) -> np.ndarray:
-    """The image blended with the palette colour of each non-background pixel."""
-    palette = np.array(mask.getpalette()[:768], dtype=np.float32).reshape(-1, 3)
-    indices = np.asarray(mask)
-    weight = np.where(indices[..., None] == 0, 0.0, alpha)
-    return (rgb * (1 - weight) + palette[indices] * weight).astype(np.uint8)
-
-
 def invoke(url: str, image_path, out_dir, timeout: float = 60.0) -> InvokeResult:
     """POST the image to `<url>/invocations`, write `<stem>_mask.png` (as returned) and `<stem>_overlay.png`."""
     import requests
@@ -94,7 +87,7 @@ def invoke(url: str, image_path, out_dir, timeout: float = 60.0) -> InvokeResult
     mask_path, overlay_path = out_dir / f"{image_path.stem}_mask.png", out_dir / f"{image_path.stem}_overlay.png"
     write_atomic(mask_path, response.content)
     buffer = io.BytesIO()
-    Image.fromarray(overlay_from_mask(rgb, mask)).save(buffer, format="PNG")
+    Image.fromarray(overlay(rgb, mask)).save(buffer, format="PNG")
     write_atomic(overlay_path, buffer.getvalue())
     values, counts = np.unique(np.asarray(mask), return_counts=True)
     return InvokeResult(str(image_path), str(mask_path), str(overlay_path),

@@ -17,7 +17,7 @@ import mxnet as mx
 import numpy as np
 from PIL import Image
 
-from seg.data import mask_image, normalize
+from seg.data import mask_image, normalize, overlay
 from seg.model import Artifact, load_artifact, unpack_model_dir
 
 DEFAULT_MAX_SIDE = 1024
@@ -76,17 +76,6 @@ class Predictor:
             return mx.nd.argmax(self._logits(rgb), axis=1)[0].asnumpy().astype(np.uint8)
 
 
-def overlay(rgb: np.ndarray, mask: np.ndarray, classes: list, alpha: float = 0.5) -> np.ndarray:
-    """The image blended with each class's colour (background left as is) for a quick visual check."""
-    palette = np.zeros((256, 3), dtype=np.float32)
-    for entry in classes:
-        hex_color = entry.get("color", "#000000").lstrip("#")
-        palette[entry["index"]] = [int(hex_color[i : i + 2], 16) for i in (0, 2, 4)]
-    painted = palette[mask]
-    weight = np.where(mask[..., None] == 0, 0.0, alpha)
-    return (rgb * (1 - weight) + painted * weight).astype(np.uint8)
-
-
 def list_images(path) -> list:
     """`path` itself if it is a file, else the images directly inside the folder, sorted."""
     path = Path(path)
@@ -112,8 +101,8 @@ def predict_files(predictor: Predictor, images, out_dir) -> list:
             raise DataError(f"{path}: {exc}") from None
         mask = predictor.predict(rgb)
         outputs = {"mask": out_dir / f"{path.stem}.png", "overlay": out_dir / f"{path.stem}_overlay.png"}
-        for key, image in (("mask", mask_image(mask, predictor.classes)),
-                           ("overlay", Image.fromarray(overlay(rgb, mask, predictor.classes)))):
+        painted = mask_image(mask, predictor.classes)
+        for key, image in (("mask", painted), ("overlay", Image.fromarray(overlay(rgb, painted)))):
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")
             write_atomic(outputs[key], buffer.getvalue())

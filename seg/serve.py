@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image
 
 from seg.contract import write_atomic
-from seg.data import mask_image
+from seg.data import load_strict, mask_image
 from seg.recordio import pack
 from seg.records import probability_record
 
@@ -163,8 +163,8 @@ def decode_image(body: bytes, max_pixels: int) -> np.ndarray:
     if width * height > max_pixels:
         raise ClientError(413, f"the image is {width}x{height} = {width * height} pixels, over the limit of "
                                f"{max_pixels}; downscale it or raise --max-pixels")
-    ImageFile.LOAD_TRUNCATED_IMAGES = False  # importing gluoncv.data turns it on; a cut-off upload must be a 400
     try:
+        load_strict(image)  # a cut-off upload must be a 400
         if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
             image = image.convert("RGBA")
             canvas = Image.new("RGBA", image.size, (255, 255, 255, 255))

@@ -156,3 +156,24 @@ def test_opt_ml_paths_and_failure_file(tmp_path, monkeypatch):
         opt.hyperparameters()
     opt.write_failure("disk full")
     assert opt.failure_path.read_text() == "disk full\n"
+
+
+def test_truncated_training_image_is_refused_even_after_gluoncv_relaxed_pillow():
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageFile
+
+    from seg.data import DataError, decode_pair
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
+    mask = io.BytesIO()
+    Image.fromarray(np.zeros((48, 64), np.uint8)).save(mask, "PNG")
+    ImageFile.LOAD_TRUNCATED_IMAGES = True  # what `import gluoncv` does to the whole process
+    try:
+        with pytest.raises(DataError, match="image is not a decodable image"):
+            decode_pair(buf.getvalue()[: len(buf.getvalue()) // 2], mask.getvalue())
+        assert ImageFile.LOAD_TRUNCATED_IMAGES  # the process-wide setting is left as it was
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False

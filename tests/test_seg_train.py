@@ -3,6 +3,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -95,13 +96,16 @@ def test_epoch_log_lines_match_the_documented_metric_regexes(finished_job):
         assert values == pytest.approx([e[name] for e in result.history], abs=1e-5)
 
 
+def _restore_checkpoints(source, target):
+    """What SageMaker does for a restarted job: the checkpoints/ of the earlier container, copied in."""
+    shutil.copytree(source.checkpoints_dir, target.checkpoints_dir)
+
+
 def test_job_resumes_from_its_checkpoint(tmp_path, layout, finished_job):
     opt, first, _ = finished_job
     # a new container for the same job: SageMaker restores checkpoints/; this time it asks for 3 epochs
     resumed = _opt_ml(tmp_path, layout, {**TINY, "epochs": "3"})
-    resumed.checkpoints_dir.mkdir()
-    for path in opt.checkpoints_dir.iterdir():
-        (resumed.checkpoints_dir / path.name).write_bytes(path.read_bytes())
+    _restore_checkpoints(opt, resumed)
     result = run_training_job(resumed)
     assert [e["epoch"] for e in result.history] == [1, 2, 3]
     assert result.history[:2] == first.history  # epochs 1-2 were restored, not re-run
@@ -111,9 +115,7 @@ def test_job_resumes_from_its_checkpoint(tmp_path, layout, finished_job):
 def test_checkpoint_of_other_hyperparameters_is_refused_in_the_failure_file(tmp_path, layout, finished_job):
     opt, _, _ = finished_job
     other = _opt_ml(tmp_path, layout, {**TINY, "learning_rate": "0.01"})
-    other.checkpoints_dir.mkdir()
-    for path in opt.checkpoints_dir.iterdir():
-        (other.checkpoints_dir / path.name).write_bytes(path.read_bytes())
+    _restore_checkpoints(opt, other)
     with pytest.raises(Exception, match="learning_rate"):
         run_training_job(other)
     assert "different learning_rate" in other.failure_path.read_text()
