@@ -24,9 +24,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from seg.data import FileSource, TrainTransform  # noqa: E402
-from seg.pipe import PipeSource  # noqa: E402
-from seg.recordio import iter_records, pack  # noqa: E402
+from seg.data.files import FileSource
+from seg.data.transforms import TrainTransform
+from seg.pipe.source import PipeSource
+from seg.pipe.recordio import iter_records, pack
 
 
 def bench_parse(total_mb: int, repeat: int) -> dict:

@@ -48,8 +48,8 @@ def bench_latency(model_dir: Path, rgb: np.ndarray, jpeg: bytes, rounds: int, en
     """Each round times every path once, back to back, so that load from other processes hits all alike."""
     import mxnet as mx
 
-    from seg.data import normalize
-    from seg.predict import Predictor
+    from seg.data.transforms import normalize
+    from seg.serve.predictor import Predictor
 
     hybrid, plain = Predictor.load(model_dir), Predictor.load(model_dir)
     plain.net.hybridize(active=False)
@@ -140,7 +140,7 @@ def main() -> None:
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(args.threads)
 
-    from seg.model import save_random_artifact
+    from seg.models.artifact import save_random_artifact
 
     rgb = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
     out = io.BytesIO()

@@ -21,10 +21,11 @@ from mxnet import autograd, gluon
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from synthdata import write_layout  # noqa: E402
 
-from seg.config import parse_hyperparameters  # noqa: E402
-from seg.data import FileSource, train_transform  # noqa: E402
-from seg.model import build_network  # noqa: E402
-from seg.train import _train_epoch, contexts, make_optimizer  # noqa: E402
+from seg.config import parse_hyperparameters
+from seg.data.files import FileSource
+from seg.data.transforms import train_transform
+from seg.models.nets import build_network
+from seg.train.loop import _train_epoch, contexts, make_optimizer
 
 
 class _Repeat:

@@ -15,20 +15,14 @@ import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping, Optional
 
+from seg.errors import HyperparameterError
+
 BUILTIN_BACKBONES = ("resnet-50", "resnet-101")
 EXTENSION_BACKBONES = ("resnet-18", "resnet-34")
 ALGORITHMS = ("fcn", "psp", "deeplab")
 OPTIMIZERS = ("adam", "adagrad", "nag", "rmsprop", "sgd")
 LR_SCHEDULERS = ("poly", "cosine", "step")
 KVSTORES = ("device", "local", "dist_sync", "dist_device_sync", "dist_async")
-
-
-class HyperparameterError(ValueError):
-    """A hyperparameter is unknown, missing, mistyped or out of range; the message names it."""
-
-    def __init__(self, name: str, value: Any, allowed: str):
-        self.name, self.value, self.allowed = name, value, allowed
-        super().__init__(f"hyperparameter {name}={value!r} is invalid: allowed {allowed}")
 
 
 @dataclass(frozen=True)

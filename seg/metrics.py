@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seg.data import IGNORE
+from gt2seg.classes import IGNORE
 
 
 def confusion_matrix(pred: np.ndarray, label: np.ndarray, num_classes: int) -> np.ndarray:

@@ -1,10 +1,9 @@
 """docs/examples' notebook runs top to bottom in a real Jupyter kernel (jupytext + nbclient + ipykernel)."""
 import json
-from pathlib import Path
 
 import pytest
+from repo import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "docs" / "examples" / "labeling_job_to_model.py"
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from repo import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_BUCKET = ROOT / "fixtures" / "bucket"
 TINY_HP = ROOT / "fixtures" / "tiny-hyperparameters.json"
 ATTRS = "city-blocks-adjusted-ref city-blocks-ref"

@@ -78,7 +78,7 @@ display(*(overlay(p, DATA / "train_annotation" / f"{p.stem}.png") for p in sampl
 # built-in's defaults on a GPU, or `seg sagemaker-job` to train on SageMaker.
 
 # %%
-from seg.train import train_layout
+from seg.train.entry import train_layout
 
 MODEL = OUT / "model"
 result = train_layout(DATA, MODEL, HYPERPARAMETERS, progress=False)
@@ -88,7 +88,8 @@ print(f"best validation mIOU {result.best_miou:.3f} at epoch {result.best_epoch}
 # ## 5. Evaluate on the validation split, at full image size
 
 # %%
-from seg.predict import Predictor, evaluate_layout
+from seg.serve.predictor import Predictor
+from seg.evaluate import evaluate_layout
 
 predictor = Predictor.load(MODEL)
 metrics = evaluate_layout(predictor, DATA, "validation").to_json([c["name"] for c in classes])
@@ -99,7 +100,7 @@ print(json.dumps(metrics, indent=2))
 # Writes `<stem>.png` (class indices) and `<stem>_overlay.png` for each image.
 
 # %%
-from seg.predict import predict_files
+from seg.serve.batch import predict_files
 
 written = predict_files(predictor, DATA / "validation", OUT / "predictions")
 display(*(Image.open(item["overlay"]) for item in written))

@@ -4,10 +4,13 @@ import logging
 
 import click
 
-from seg.cli.job import invoke, job_manifest, local_job, sagemaker_job
+from seg.cli.evaluate import evaluate
+from seg.cli.invoke import invoke
+from seg.cli.jobs import job_manifest, local_job, sagemaker_job
 from seg.cli.pipe import pipe_check, pipe_feed
+from seg.cli.predict import predict
 from seg.cli.serve import serve
-from seg.cli.train import evaluate, predict, train
+from seg.cli.train import train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

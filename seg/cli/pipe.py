@@ -1,4 +1,4 @@
-"""seg pipe-feed / pipe-check: thin click wrappers over seg.pipe_feed.feed and seg.pipe_check.check_manifest."""
+"""seg pipe-feed / pipe-check: thin click wrappers over seg.pipe.feed.feed and seg.pipe.check.check_manifest."""
 import json
 import signal
 import sys
@@ -18,7 +18,7 @@ def _names(ctx, param, value):
 
 def _errors():
     from gt2seg.errors import Gt2SegError
-    from seg.pipe import PipeError
+    from seg.errors import PipeError
 
     return PipeError, Gt2SegError, OSError
 
@@ -34,7 +34,7 @@ def _errors():
 @click.option("--json", "as_json", is_flag=True, help="Print the feed report as JSON.")
 def pipe_feed(manifest, fifo_dir, channel, epochs, attribute_names, wait_timeout, workers, as_json):
     """Stream MANIFEST into FIFOs as SageMaker Pipe mode does, one epoch per FIFO, so `seg train` runs locally."""
-    from seg.pipe_feed import feed
+    from seg.pipe.feed import feed
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup of FIFOs on `kill`
     try:
@@ -57,7 +57,7 @@ def pipe_feed(manifest, fifo_dir, channel, epochs, attribute_names, wait_timeout
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def pipe_check(manifest, attribute_names, num_classes, workers, as_json):
     """Check an augmented manifest before a Pipe-mode job; exit 1 if any line would be dropped or fail."""
-    from seg.pipe_check import check_manifest
+    from seg.pipe.check import check_manifest
 
     try:
         report = check_manifest(manifest, attribute_names, num_classes=num_classes, workers=workers, progress=True)

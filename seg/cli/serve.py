@@ -21,8 +21,9 @@ def serve(model, opt_ml, host, port, workers, max_pixels):
     POST /invocations takes image/jpeg, image/png or application/x-image and answers a class-index
     PNG (Accept image/png, the default) or class probabilities (application/x-recordio-protobuf).
     """
-    from seg.contract import OptML
-    from seg.serve import ServeConfig, ServeConfigError, run_server
+    from seg.errors import ServeConfigError
+    from seg.jobs.contract import OptML
+    from seg.serve.server import ServeConfig, run_server
 
     model_dir = model if model is not None else OptML(opt_ml).model_dir
     try:

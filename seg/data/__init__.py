@@ -1,0 +1,1 @@
+"""Data: decoding pairs, label maps, transforms, batching, and the File-mode source (no MXNet)."""

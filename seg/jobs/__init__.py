@@ -1,0 +1,1 @@
+"""Jobs: the /opt/ml contract, CreateTrainingJob requests, local jobs and manifest snapshots (no MXNet)."""

@@ -1,0 +1,99 @@
+"""Batch outputs over image files: predicted masks + overlays, and Batch Transform .out files."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from seg.serve.predictor import Predictor
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from PIL import Image
+
+from seg.data.classes import mask_image, overlay
+from seg.errors import ClientError, ServeConfigError
+from seg.jobs.contract import write_atomic
+from seg.serve.app import render
+from seg.serve.protocol import PNG, Limits, decode_image, response_type
+
+
+def list_images(path) -> list:
+    """`path` itself if it is a file, else the images directly inside the folder, sorted."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} does not exist")
+    return sorted(p for p in path.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png") and not p.name.startswith("."))
+
+
+def predict_files(predictor: Predictor, images, out_dir) -> list:
+    """Masks and overlays for each image; each PNG is written to a temp name then renamed into place."""
+    from seg.data.decode import decode_image
+    from seg.errors import DataError
+    from seg.jobs.contract import write_atomic
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in list_images(images):
+        try:
+            rgb = decode_image(path.read_bytes())
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}") from None
+        mask = predictor.predict(rgb)
+        outputs = {"mask": out_dir / f"{path.stem}.png", "overlay": out_dir / f"{path.stem}_overlay.png"}
+        painted = mask_image(mask, predictor.classes)
+        for key, image in (("mask", painted), ("overlay", Image.fromarray(overlay(rgb, painted)))):
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            write_atomic(outputs[key], buffer.getvalue())
+        written.append({"image": str(path), **{k: str(v) for k, v in outputs.items()}})
+    return written
+
+
+@dataclass
+class TransformReport:
+    """What ``transform_files`` wrote, and which inputs failed (with the client-error message)."""
+
+    written: list = field(default_factory=list)
+    failed: list = field(default_factory=list)  # (input path, message)
+
+    def to_json(self) -> dict:
+        return {"written": [str(p) for p in self.written],
+                "failed": [{"input": str(p), "error": m} for p, m in self.failed]}
+
+
+def transform_files(predictor, paths: Sequence[Path], out_dir: Path, *, accept: str = PNG,
+                    limits: Limits = Limits(), progress: bool = True) -> TransformReport:
+    """Batch Transform outputs: ``out_dir/<input name>.out`` holding exactly the /invocations response body.
+
+    Inputs that fail (undecodable, too large) are listed in the report and get no output; each output
+    is written to a temporary name and renamed, so a partial file never carries the final name.
+    """
+    from tqdm import tqdm
+
+    accept = response_type(accept)
+    names = [Path(p).name for p in paths]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ServeConfigError(f"inputs share the output names {duplicates}; transform each folder separately")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = TransformReport()
+    for path in tqdm([Path(p) for p in paths], desc="transform", unit="image", disable=not progress):
+        try:
+            body = path.read_bytes()
+            if len(body) > limits.max_payload_bytes:
+                raise ClientError(413, f"{len(body)} bytes, over the {limits.max_payload_bytes}-byte payload limit")
+            data = render(predictor, decode_image(body, limits.max_pixels), accept)
+        except ClientError as exc:
+            report.failed.append((path, exc.message))
+            continue
+        target = out_dir / f"{path.name}.out"
+        write_atomic(target, data)
+        report.written.append(target)
+    return report

@@ -1,0 +1,91 @@
+"""A small HTTP client for a running `seg serve` (or SageMaker-compatible) endpoint: image in, mask out.
+
+No MXNet: the overlay is drawn from the colours in the returned PNG's palette (the server puts each class's
+colour at its index), so the client needs nothing but the response.
+"""
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from seg.data.classes import overlay
+from seg.errors import InvokeError
+from seg.jobs.contract import write_atomic
+
+CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
+
+
+@dataclass
+class InvokeResult:
+    image: str
+    mask: str
+    overlay: str
+    class_pixels: dict  # class index → pixel count in the returned mask
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {"image": self.image, "mask": self.mask, "overlay": self.overlay,
+                "class_pixels": {str(k): v for k, v in self.class_pixels.items()}, "seconds": self.seconds}
+
+
+def wait_ready(url: str, timeout: float) -> None:
+    """Poll GET /ping until it answers 200 (the model is loaded) or `timeout` seconds pass."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while True:
+        try:
+            response = requests.get(f"{url.rstrip('/')}/ping", timeout=2)
+            if response.status_code == 200:
+                return
+            last = f"HTTP {response.status_code}"
+        except requests.RequestException as exc:
+            last = type(exc).__name__
+        if time.monotonic() > deadline:
+            raise InvokeError(f"{url}/ping did not answer 200 within {timeout:g} s (last: {last}); is `seg serve` "
+                              "running on that port? Its log says why it is not ready")
+        time.sleep(0.2)
+
+
+def invoke(url: str, image_path, out_dir, timeout: float = 60.0) -> InvokeResult:
+    """POST the image to `<url>/invocations`, write `<stem>_mask.png` (as returned) and `<stem>_overlay.png`."""
+    import requests
+
+    image_path, out_dir = Path(image_path), Path(out_dir)
+    content_type = CONTENT_TYPES.get(image_path.suffix.lower())
+    if content_type is None:
+        raise InvokeError(f"{image_path}: send a .jpg, .jpeg or .png image")
+    body = image_path.read_bytes()
+    started = time.perf_counter()
+    try:
+        response = requests.post(f"{url.rstrip('/')}/invocations", data=body, timeout=timeout,
+                                 headers={"Content-Type": content_type, "Accept": "image/png"})
+    except requests.RequestException as exc:
+        raise InvokeError(f"cannot reach {url}/invocations: {exc}") from None
+    seconds = round(time.perf_counter() - started, 3)
+    if response.status_code != 200:
+        raise InvokeError(f"{url}/invocations answered {response.status_code}: {response.text.strip()[:300]}")
+    try:
+        mask = Image.open(io.BytesIO(response.content))
+        mask.load()
+    except OSError as exc:
+        raise InvokeError(f"{url}/invocations did not answer a PNG ({exc})") from None
+    if mask.mode != "P":
+        raise InvokeError(f"{url}/invocations answered a {mask.mode} image; expected a class-index palette PNG")
+    rgb = np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
+    if rgb.shape[:2] != (mask.height, mask.width):
+        raise InvokeError(f"the mask is {mask.width}x{mask.height} but the image is {rgb.shape[1]}x{rgb.shape[0]}")
+    mask_path, overlay_path = out_dir / f"{image_path.stem}_mask.png", out_dir / f"{image_path.stem}_overlay.png"
+    write_atomic(mask_path, response.content)
+    buffer = io.BytesIO()
+    Image.fromarray(overlay(rgb, mask)).save(buffer, format="PNG")
+    write_atomic(overlay_path, buffer.getvalue())
+    values, counts = np.unique(np.asarray(mask), return_counts=True)
+    return InvokeResult(str(image_path), str(mask_path), str(overlay_path),
+                        {int(v): int(c) for v, c in zip(values, counts)}, seconds)

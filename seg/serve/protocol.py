@@ -1,0 +1,171 @@
+"""The endpoint's wire contract: media types, limits, execution parameters, request bodies (docs/CONTRACTS.md)."""
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+import numpy as np
+from PIL import Image
+
+from seg.data.decode import load_strict
+from seg.errors import ClientError, ServeConfigError
+
+log = logging.getLogger(__name__)
+
+PNG = "image/png"
+
+RECORDIO_PROTOBUF = "application/x-recordio-protobuf"
+
+PROTOBUF = "application/x-protobuf"
+
+REQUEST_TYPES = ("image/jpeg", "image/png", "application/x-image")
+
+RESPONSE_TYPES = (PNG, RECORDIO_PROTOBUF, PROTOBUF)
+
+DEFAULT_MAX_PAYLOAD_MB = 6  # the real-time InvokeEndpoint limit
+
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
+_MB = 1024 * 1024
+
+_DRAIN_LIMIT = 64 * _MB  # read (and drop) an oversized body up to this much so the client sees the 413
+
+_BATCH_STRATEGIES = ("SINGLE_RECORD", "MULTI_RECORD")
+
+_TEXT = "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may carry: body bytes (413 above) and image pixels (413 above)."""
+
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_MB * _MB
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class ExecutionParameters:
+    """The answer to ``GET /execution-parameters``, which Batch Transform asks before sending records."""
+
+    max_concurrent_transforms: int
+    batch_strategy: str
+    max_payload_in_mb: int
+
+    def to_json(self) -> dict:
+        return {"MaxConcurrentTransforms": self.max_concurrent_transforms,
+                "BatchStrategy": self.batch_strategy, "MaxPayloadInMB": self.max_payload_in_mb}
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ServeConfigError(f"{name}={text!r} is not a positive integer; unset it or give e.g. {name}={default}")
+    return value
+
+
+def execution_parameters(environ: Mapping[str, str], workers: int) -> ExecutionParameters:
+    """SAGEMAKER_MAX_PAYLOAD_IN_MB, _BATCH_STRATEGY, _MAX_CONCURRENT_TRANSFORMS (defaults: 6, SINGLE_RECORD, workers).
+
+    MULTI_RECORD is accepted: an image has no record delimiter, so each request still holds one image.
+    """
+    strategy = environ.get("SAGEMAKER_BATCH_STRATEGY", "").strip().upper() or "SINGLE_RECORD"
+    if strategy not in _BATCH_STRATEGIES:
+        raise ServeConfigError(f"SAGEMAKER_BATCH_STRATEGY={strategy!r}: use SINGLE_RECORD or MULTI_RECORD")
+    return ExecutionParameters(
+        max_concurrent_transforms=_positive_int(environ, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", workers),
+        batch_strategy=strategy,
+        max_payload_in_mb=_positive_int(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", DEFAULT_MAX_PAYLOAD_MB))
+
+
+def _media_type(header: str) -> str:
+    return header.split(";", 1)[0].strip().lower()
+
+
+def request_type(content_type: Optional[str]) -> str:
+    """The request's media type, or 415 naming the accepted ones."""
+    media = _media_type(content_type or "")
+    if media not in REQUEST_TYPES:
+        shown = repr(content_type) if content_type else "missing"
+        raise ClientError(415, f"Content-Type {shown} is not supported; send the image as one of "
+                               f"{', '.join(REQUEST_TYPES)}")
+    return media
+
+
+def response_type(accept: Optional[str]) -> str:
+    """The best response type for an Accept header (q-values honoured; */*, image/* or none mean PNG), else 406."""
+    best, best_q = None, 0.0
+    for item in (accept or "*/*").split(","):
+        media, *params = [part.strip() for part in item.split(";")]
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        media = media.lower()
+        candidate = {"*/*": PNG, "image/*": PNG, "application/*": RECORDIO_PROTOBUF}.get(media, media)
+        if candidate in RESPONSE_TYPES and q > best_q:
+            best, best_q = candidate, q
+    if best is None:
+        raise ClientError(406, f"Accept {accept!r} is not supported; ask for one of {', '.join(RESPONSE_TYPES)}")
+    return best
+
+
+def decode_image(body: bytes, max_pixels: int) -> np.ndarray:
+    """JPEG/PNG bytes -> HxWx3 uint8 RGB; 400 if empty or undecodable, 413 above max_pixels.
+
+    The size is read from the header before any pixel is decoded, so a small file that claims a huge
+    image costs nothing. Transparent images are composited on white, as gt2seg does for training images.
+    """
+    if not body:
+        raise ClientError(400, "the request body is empty; send the image bytes")
+    try:
+        image = Image.open(io.BytesIO(body), formats=("JPEG", "PNG"))
+    except Image.DecompressionBombError as exc:
+        raise ClientError(413, f"the image is over the pixel limit of {max_pixels} ({exc}); downscale it") from None
+    except Exception as exc:  # PIL raises several types for unreadable headers
+        raise ClientError(400, f"the body is not a decodable JPEG or PNG image ({exc})") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ClientError(413, f"the image is {width}x{height} = {width * height} pixels, over the limit of "
+                               f"{max_pixels}; downscale it or raise --max-pixels")
+    try:
+        load_strict(image)  # a cut-off upload must be a 400
+        if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+            image = image.convert("RGBA")
+            canvas = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(canvas, image)
+        rgb = np.asarray(image.convert("RGB"))
+    except Exception as exc:  # truncated or corrupt pixel data
+        raise ClientError(400, f"the image data is corrupt or truncated ({exc})") from None
+    return rgb
+
+
+def _read_body(environ: Mapping, limit: int) -> bytes:
+    """The request body, or 413 when it is longer than ``limit`` (drained, so the client gets the answer)."""
+    stream = environ["wsgi.input"]
+    try:
+        declared = int(environ.get("CONTENT_LENGTH") or -1)
+    except ValueError:
+        raise ClientError(400, f"Content-Length {environ.get('CONTENT_LENGTH')!r} is not a number") from None
+    if declared > limit:
+        remaining = min(declared, _DRAIN_LIMIT)
+        while remaining > 0 and stream.read(min(remaining, 1 << 16)):
+            remaining -= 1 << 16
+        raise ClientError(413, f"the body is {declared} bytes, over the {limit}-byte payload limit "
+                               f"(SAGEMAKER_MAX_PAYLOAD_IN_MB); send a smaller image")
+    body = stream.read(declared) if declared >= 0 else stream.read(limit + 1)
+    if len(body) > limit:
+        raise ClientError(413, f"the body is over the {limit}-byte payload limit (SAGEMAKER_MAX_PAYLOAD_IN_MB); "
+                               f"send a smaller image")
+    return body

@@ -1,0 +1,1 @@
+"""Training: the loop, checkpoints and early stopping, multi-host sync, and the entry points (MXNet)."""

@@ -1,0 +1,92 @@
+"""Entry points: a local layout (`seg train --data`) and the SageMaker /opt/ml contract."""
+from __future__ import annotations
+
+import gc
+import logging
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import mxnet as mx
+
+from seg.errors import TrainingError
+from seg.train.distributed import _stop, start_parameter_servers
+from seg.train.loop import Inputs, TrainResult, train
+
+log = logging.getLogger("seg.train")
+
+
+def _classes_near(*folders) -> Optional[list]:
+    from seg.data.classes import load_classes
+
+    for folder in folders:
+        if folder is not None and (Path(folder) / "classes.json").is_file():
+            return load_classes(Path(folder) / "classes.json")
+    return None
+
+
+def complete_hyperparameters(raw: dict, inputs: Inputs) -> dict:
+    """Fill num_classes (from classes.json) and num_training_samples (from the train folder) when absent."""
+    from seg.data.files import pair_files
+
+    values = dict(raw)
+    if "num_classes" not in values and inputs.classes:
+        values["num_classes"] = len(inputs.classes)
+    if "num_training_samples" not in values and "train" not in inputs.pipe_channels:
+        values["num_training_samples"] = len(pair_files(inputs.channels["train"], inputs.channels["train_annotation"]))
+    return values
+
+
+def train_layout(data, model_dir, hyperparameters: dict, checkpoint_dir=None, progress=True) -> TrainResult:
+    """`seg train --data`: a local layout folder or an s3:// prefix holding one (downloaded first)."""
+    from seg.config import parse_hyperparameters
+    from seg.data.files import layout_channels
+
+    with tempfile.TemporaryDirectory(prefix="seg-data-") as scratch:
+        data = str(data)
+        if data.startswith("s3://"):
+            from gt2seg.storage import download_tree
+
+            root = Path(scratch) / "layout"
+            download_tree(data, root)
+        else:
+            root = Path(data)
+        inputs = Inputs(layout_channels(root), classes=_classes_near(root))
+        hp = parse_hyperparameters(complete_hyperparameters(hyperparameters, inputs))
+        return train(hp, inputs, model_dir, checkpoint_dir=checkpoint_dir, progress=progress)
+
+
+def run_training_job(opt, progress=False) -> TrainResult:
+    """The SageMaker training entry point over an OptML root; any failure lands in output/failure, then re-raises."""
+    from seg.config import parse_hyperparameters
+
+    try:
+        modes = {name: opt.input_mode(name) for name in opt.input_data_config()}
+        names = set(modes) | {"train", "train_annotation", "validation", "validation_annotation", "label_map"}
+        channels = {name: opt.channel_dir(name) for name in names if modes.get(name, "File") == "File"}
+        model_channel = opt.channel_dir("model")
+        init_model = model_channel if model_channel.is_dir() and any(model_channel.iterdir()) else None
+        inputs = Inputs(
+            channels, pipe_channels=tuple(n for n, m in modes.items() if m == "Pipe"), pipe_dir=opt.data_dir,
+            classes=_classes_near(opt.channel_dir("label_map"), opt.channel_dir("classes")), init_model=init_model,
+        )
+        hp = parse_hyperparameters(complete_hyperparameters(opt.hyperparameters(), inputs))
+        resource = opt.resource_config() or {}
+        if len(resource.get("hosts", [])) <= 1:
+            return train(hp, inputs, opt.model_dir, checkpoint_dir=opt.checkpoints_dir, progress=progress)
+        if inputs.pipe_channels:
+            raise TrainingError("Pipe mode streams every record to every host; use File mode with "
+                                "S3DistributionType=FullyReplicated for multi-host training")
+        servers = start_parameter_servers(resource)
+        kv = mx.kv.create(hp.kvstore if hp.kvstore.startswith("dist") else "dist_sync")
+        try:
+            return train(hp, inputs, opt.model_dir, checkpoint_dir=opt.checkpoints_dir, progress=progress,
+                         kvstore=kv, shard=(kv.rank, kv.num_workers))
+        finally:
+            del kv  # the worker leaves the cluster (ps-lite finalize), which lets servers and scheduler exit
+            gc.collect()
+            _stop(servers)
+    except Exception as exc:  # the contract: every failure is reported in output/failure
+        known = isinstance(exc, (ValueError, TrainingError)) or type(exc).__module__.startswith(("seg", "gt2seg"))
+        opt.write_failure(str(exc) if known else f"internal error: {type(exc).__name__}: {exc}")
+        raise

@@ -1,0 +1,44 @@
+"""Which packages may import MXNet: only seg's model, training and serving stages. Checked in a fresh
+interpreter per module, so an import added anywhere in the chain fails here."""
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import gt2seg
+import seg
+
+HEAVY = ("mxnet", "gluoncv")
+# The stages that need MXNet; every other module of both packages must import without it.
+MXNET_STAGES = ("seg.models", "seg.train", "seg.serve.predictor")
+
+
+def _modules(package):
+    yield package.__name__
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        yield info.name
+
+
+LIGHT = sorted(m for p in (gt2seg, seg) for m in _modules(p)
+               if not m.startswith(MXNET_STAGES) and not m.endswith("__main__"))
+
+
+@pytest.mark.parametrize("module", LIGHT)
+def test_module_imports_without_mxnet(module):
+    code = (f"import sys, {module}; heavy = [m for m in {HEAVY!r} if m in sys.modules]; "
+            "assert not heavy, heavy")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_gt2seg_never_imports_seg():
+    code = ("import sys, pkgutil, importlib, gt2seg\n"
+            "for info in pkgutil.walk_packages(gt2seg.__path__, 'gt2seg.'): importlib.import_module(info.name)\n"
+            "assert not [m for m in sys.modules if m == 'seg' or m.startswith('seg.')]")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_light_list_covers_every_stage_package():
+    assert {"seg.data", "seg.pipe", "seg.jobs", "seg.cli", "seg.serve.protocol", "seg.serve.app"} <= set(LIGHT)
