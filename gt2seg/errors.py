@@ -18,13 +18,21 @@ class ManifestError(Gt2SegError):
     """The manifest itself is unusable (malformed line, no usable line, ambiguity)."""
 
 
-class ItemError(Gt2SegError):
-    """One manifest line's image or mask is bad. `line` is 1-based."""
+class _AtLine:
+    """An error about one manifest line: `line` is 1-based, `detail` the message without it."""
 
     def __init__(self, line, message):
         self.line = line
         self.detail = message
         super().__init__(f"line {line}: {message}")
+
+
+class JsonLineError(_AtLine, ManifestError):
+    """One manifest line is not a strict JSON object (see gt2seg.jsonl)."""
+
+
+class ItemError(_AtLine, Gt2SegError):
+    """One manifest line's image or mask is bad."""
 
 
 class SplitError(Gt2SegError):
