@@ -264,12 +264,19 @@ def convert(manifest_uri: str, out_dir, options: ConvertOptions = ConvertOptions
     """Convert `manifest_uri` into the layout at `out_dir`; returns the Report.
 
     Raises ManifestError (the manifest is unusable), ConversionError (items
-    failed, with every line listed), SplitError or StorageError.
+    failed, with every line listed), OutputError (OUT is unwritable, held by
+    another run, or has the user's files where the layout goes), SplitError
+    or StorageError.
     """
     manifest_uri, out = str(manifest_uri), Path(out_dir)
     manifest = read_manifest(manifest_uri, options.label_attributes)
     table = ClassTable.build(manifest.records)
-    layout.check_output_dir(out, [manifest_uri] + [root for _, root in options.ref_roots])
+    with layout.claim(out, [manifest_uri] + [root for _, root in options.ref_roots]):
+        return _convert(manifest, table, out, options)
+
+
+def _convert(manifest: Manifest, table: ClassTable, out: Path, options: ConvertOptions) -> Report:
+    manifest_uri = manifest.uri
     policy = MaskPolicy(options.unknown_color, options.alpha_threshold, options.resize_masks)
     palette, cache = table.palette(), layout.cache_dir(out)
 
@@ -310,7 +317,8 @@ def convert(manifest_uri: str, out_dir, options: ConvertOptions = ConvertOptions
     if errors and options.on_error == "fail":
         raise ConversionError(errors)
 
-    cache.mkdir(parents=True, exist_ok=True)
+    with layout.writing(cache, "create"):
+        cache.mkdir(parents=True, exist_ok=True)
     for outcome in _run(tasks, options):
         if isinstance(outcome, ItemResult):
             results.append(outcome)
@@ -331,7 +339,11 @@ def convert(manifest_uri: str, out_dir, options: ConvertOptions = ConvertOptions
         [SplitItem(r.name, r.sha256, frozenset(np.flatnonzero(r.pixels).tolist())) for r in results],
         options.validation_fraction, options.seed,
     )
-    layout.materialize(out, sides, {r.name: r.image_ext for r in results})
+    wanted = {}
+    for r in results:
+        wanted[f"{sides[r.name]}/{r.name}{r.image_ext}"] = cache / f"{r.name}{r.image_ext}"
+        wanted[f"{sides[r.name]}_annotation/{r.name}.png"] = cache / f"{r.name}.png"
+    layout.materialize(out, wanted)
 
     attribute = _attribute_key(manifest)
     for side in layout.SIDES:

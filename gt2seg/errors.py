@@ -31,6 +31,11 @@ class JsonLineError(_AtLine, ManifestError):
     """One manifest line is not a strict JSON object (see gt2seg.jsonl)."""
 
 
+class OutputError(Gt2SegError):
+    """The output folder cannot be used: not writable, in use by another run, or holding files
+    gt2seg did not write where it would write."""
+
+
 class ItemError(_AtLine, Gt2SegError):
     """One manifest line's image or mask is bad."""
 

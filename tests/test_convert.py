@@ -306,3 +306,17 @@ def test_merging_overlapping_shards_is_refused(tmp_path):
     run(manifest, tmp_path / "b")
     with pytest.raises(Gt2SegError, match="shards must not overlap"):
         merge_shards([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+
+
+def test_rerun_keeps_files_the_user_put_in_the_layout(tmp_path):
+    manifest = standard_job(tmp_path / "job").write()
+    out = tmp_path / "out"
+    run(manifest, out, seed=1)
+    (out / "train" / "notes.txt").write_text("mine")
+    (out / "validation_annotation" / "extra.png").write_bytes(b"also mine")
+    run(manifest, out, seed=2)
+    assert (out / "train" / "notes.txt").read_text() == "mine"
+    assert (out / "validation_annotation" / "extra.png").read_bytes() == b"also mine"
+    fresh = tmp_path / "fresh"
+    run(manifest, fresh, seed=2)
+    assert tree(out).keys() - tree(fresh).keys() == {"train/notes.txt", "validation_annotation/extra.png"}
