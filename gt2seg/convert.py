@@ -217,9 +217,12 @@ def _cached(task: _Task) -> ItemResult | None:
     return ItemResult(**data)
 
 
-def _fingerprint(source, mask, settings: str) -> str:
-    """What an item's cached output depends on: its refs, and the colour map, options and palette."""
-    return hashlib.sha256(f"{source}\0{mask}\0{settings}".encode()).hexdigest()
+def _fingerprint(record: Record, source: str, mask: str, settings: str) -> str:
+    """What an item's cached output depends on: its refs and, for local files, their size and
+    mtime (a file changed in place under the same ref is converted again), and the colour
+    map, options and palette."""
+    files = f"{record.source_ref}\0{record.mask_ref}\0{storage.version(source)}\0{storage.version(mask)}"
+    return hashlib.sha256(f"{files}\0{settings}".encode()).hexdigest()
 
 
 def _settings(entries, policy, palette) -> str:
@@ -305,7 +308,7 @@ def _convert(manifest: Manifest, table: ClassTable, out: Path, options: ConvertO
             entries = line_entries(record, table)
             entries_by_map[record.color_map] = (entries, _settings(entries, policy, palette))
         entries, settings = entries_by_map[record.color_map]
-        fingerprint = _fingerprint(record.source_ref, record.mask_ref, settings)
+        fingerprint = _fingerprint(record, source, mask, settings)
         task = _Task(name, record.line, source, mask, entries, policy, palette, len(table.classes),
                      str(cache), fingerprint)
         cached = _cached(task)

@@ -320,3 +320,32 @@ def test_rerun_keeps_files_the_user_put_in_the_layout(tmp_path):
     fresh = tmp_path / "fresh"
     run(manifest, fresh, seed=2)
     assert tree(out).keys() - tree(fresh).keys() == {"train/notes.txt", "validation_annotation/extra.png"}
+
+
+def test_a_file_changed_in_place_under_the_same_ref_is_converted_again(tmp_path):
+    job = standard_job(tmp_path / "job", n=4)
+    manifest = job.write()
+    out = tmp_path / "out"
+    run(manifest, out)
+    mask = next((tmp_path / "job" / "masks").glob("2_*.png"))
+    old = mask.stat()
+    mask.write_bytes(palette_png(blocks(classes=(0, 1))))
+    os.utime(mask, ns=(old.st_atime_ns, old.st_mtime_ns + 10**9))  # an edit a second later
+    report = run(manifest, out)
+    assert report.resumed == 3
+    placed = next(out.glob("*_annotation/img02.png"))
+    assert np.array_equal(np.asarray(Image.open(placed)), blocks(classes=(0, 1)))
+
+
+def test_symlinks_inside_the_job_are_read_and_those_leaving_it_refused(tmp_path):
+    job = standard_job(tmp_path / "job", n=3)
+    (tmp_path / "job" / "alias.jpg").symlink_to(tmp_path / "job" / "images" / "img00.jpg")
+    (tmp_path / "outside.jpg").write_bytes((tmp_path / "job" / "images" / "img01.jpg").read_bytes())
+    (tmp_path / "job" / "escape.jpg").symlink_to(tmp_path / "outside.jpg")
+    for i, name in enumerate(["alias", "escape"]):
+        line = json.loads(job.lines[i])
+        line["source-ref"] = f"{name}.jpg"
+        job.lines[i] = json.dumps(line)
+    with pytest.raises(ConversionError, match=r"line 2: 'escape.jpg' leads outside .* symbolic link") as err:
+        run(job.write(), tmp_path / "out")
+    assert "line 1" not in str(err.value)
