@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import re
 import sys
+import threading
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -177,6 +178,18 @@ def _init_worker(max_pixels):
         Image.MAX_IMAGE_PIXELS = max_pixels
 
 
+def _init_pool_worker(max_pixels):
+    """Also end this worker when the main process ends, even by kill -9: an idle pool worker
+    would otherwise wait on its queue forever, and keep the forkserver alive with it."""
+    _init_worker(max_pixels)
+    threading.Thread(target=_exit_with, args=(multiprocessing.parent_process(),), daemon=True).start()
+
+
+def _exit_with(parent):
+    parent.join()
+    os._exit(1)
+
+
 def _convert_item(task: _Task):
     """Worker: returns ItemResult, or ('missing'|'error', line, message)."""
     try:
@@ -243,7 +256,7 @@ def _run(tasks: list[_Task], options: ConvertOptions):
             return
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         chunk = max(1, min(16, len(tasks) // (options.workers * 8)))
-        with ProcessPoolExecutor(options.workers, multiprocessing.get_context(method), _init_worker,
+        with ProcessPoolExecutor(options.workers, multiprocessing.get_context(method), _init_pool_worker,
                                  (options.max_pixels,)) as pool:
             for result in pool.map(_convert_item, tasks, chunksize=chunk):
                 yield result
