@@ -62,6 +62,8 @@ class ConvertOptions:
             raise Gt2SegError(f"--shard I/N needs 0 <= I < N, got {self.shard[0]}/{self.shard[1]}")
         if self.workers < 1:
             raise Gt2SegError("--workers must be at least 1")
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise Gt2SegError(f"max_pixels must be a positive number of pixels, got {self.max_pixels}")
 
 
 @dataclass

@@ -53,8 +53,9 @@ class ConversionError(Gt2SegError):
         more = len(self.errors) - len(lines)
         if more > 0:
             lines.append(f"... and {more} more")
+        listing = " " + lines[0] if len(lines) == 1 else "\n  " + "\n  ".join(lines)
         super().__init__(
             f"{len(self.errors)} item(s) could not be converted; nothing was written to the "
             "layout (finished items are cached, a re-run resumes). Fix the inputs or pass "
-            "--on-error skip to leave them out:\n  " + "\n  ".join(lines)
+            "--on-error skip to leave them out:" + listing
         )

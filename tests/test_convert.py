@@ -349,3 +349,8 @@ def test_symlinks_inside_the_job_are_read_and_those_leaving_it_refused(tmp_path)
     with pytest.raises(ConversionError, match=r"line 2: 'escape.jpg' leads outside .* symbolic link") as err:
         run(job.write(), tmp_path / "out")
     assert "line 1" not in str(err.value)
+
+
+def test_max_pixels_must_be_positive():
+    with pytest.raises(Gt2SegError, match="max_pixels must be a positive number of pixels, got -5"):
+        ConvertOptions(max_pixels=-5)
