@@ -135,8 +135,11 @@ def place(src: Path, dst: Path) -> None:
 def _placed(out: Path) -> set[str]:
     try:
         return set(json.loads((out / CACHE / PLACED).read_text()))
-    except FileNotFoundError:
-        return set()
+    except FileNotFoundError:  # OUT from before placed.json: what is hard-linked to the cache is gt2seg's
+        cache = cache_dir(out)
+        return {f"{folder}/{path.name}" for folder in LAYOUT_DIRS if (out / folder).is_dir()
+                for path in (out / folder).iterdir()
+                if (cache / path.name).is_file() and os.path.samefile(path, cache / path.name)}
 
 
 def materialize(out: Path, wanted: dict[str, Path]) -> None:

@@ -354,3 +354,15 @@ def test_symlinks_inside_the_job_are_read_and_those_leaving_it_refused(tmp_path)
 def test_max_pixels_must_be_positive():
     with pytest.raises(Gt2SegError, match="max_pixels must be a positive number of pixels, got -5"):
         ConvertOptions(max_pixels=-5)
+
+
+def test_an_out_written_before_placed_json_existed_is_still_re_placed(tmp_path):
+    manifest = standard_job(tmp_path / "job").write()
+    out = tmp_path / "out"
+    run(manifest, out, seed=1)
+    (out / ".gt2seg" / "placed.json").unlink()  # as an older gt2seg left it
+    (out / "train" / "notes.txt").write_text("mine")
+    run(manifest, out, seed=2)
+    fresh = tmp_path / "fresh"
+    run(manifest, fresh, seed=2)
+    assert tree(out).keys() - tree(fresh).keys() == {"train/notes.txt"}
