@@ -13,11 +13,13 @@ no traceback, and the job's files unchanged.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +56,7 @@ class Case:
     out: str = "out"  # relative to root
     manifest: str = "job/output.manifest"  # relative to root
     images: int = 4  # good lines in the job
-    only_if: str = ""  # "root" or "not root": the case needs (or cannot run with) root's powers
+    only_if: str = ""  # "root", "not root" or "mount" (root, allowed to mount): who can run the case
 
 
 def _symlink_out_of_job(root: Path) -> None:
@@ -99,6 +101,19 @@ def _immutable_after_a_run(root: Path) -> _Immutable:
 def _read_only_parent(root: Path) -> None:
     (root / "ro").mkdir()
     (root / "ro").chmod(0o555)
+
+
+class _ReadOnlyMount:
+    """A folder bind-mounted read-only onto itself: read-only even for root, whom modes do not stop."""
+
+    def __init__(self, path: Path):
+        path.mkdir()
+        self.path = str(path)
+        subprocess.run(["mount", "--bind", self.path, self.path], check=True, capture_output=True)
+        subprocess.run(["mount", "-o", "remount,bind,ro", self.path], check=True, capture_output=True)
+
+    def close(self):
+        subprocess.run(["umount", self.path], check=True)
 
 
 def _user_files_in_the_way(root: Path) -> None:
@@ -189,12 +204,26 @@ CASES = [
     Case("OUT immutable after a run", "Operation not permitted", prepare=_immutable_after_a_run, only_if="root"),
     Case("OUT under a read-only folder", "Permission denied", out="ro/out", prepare=_read_only_parent,
          only_if="not root"),
+    Case("OUT under a read-only mount", "Read-only file system", out="ro/out",
+         prepare=lambda root: _ReadOnlyMount(root / "ro"), only_if="mount"),
 ]
 
 
 def runnable(case: Case) -> bool:
     is_root = os.geteuid() == 0
+    if case.only_if == "mount":
+        return is_root and _can_mount()
     return case.only_if == "" or (case.only_if == "root") == is_root
+
+
+@functools.lru_cache(maxsize=None)
+def _can_mount() -> bool:
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            _ReadOnlyMount(Path(folder) / "probe").close()
+        except (OSError, subprocess.CalledProcessError):
+            return False
+    return True
 
 
 @dataclass
