@@ -133,8 +133,12 @@ def place(src: Path, dst: Path) -> None:
 
 
 def _placed(out: Path) -> set[str]:
+    path = out / CACHE / PLACED
     try:
-        return set(json.loads((out / CACHE / PLACED).read_text()))
+        return set(json.loads(path.read_text()))
+    except ValueError:
+        raise OutputError(f"{path} is not gt2seg's JSON (edited?); delete it, and gt2seg takes the layout "
+                          "files hard-linked to its cache as its own") from None
     except FileNotFoundError:  # OUT from before placed.json: what is hard-linked to the cache is gt2seg's
         cache = cache_dir(out)
         return {f"{folder}/{path.name}" for folder in LAYOUT_DIRS if (out / folder).is_dir()

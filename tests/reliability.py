@@ -75,6 +75,12 @@ def _foreign_out(root: Path) -> None:
     (root / "out" / "notes.txt").write_text("mine")
 
 
+def _convert_once(root: Path) -> None:
+    """A finished earlier run into OUT."""
+    assert subprocess.run([*GT2SEG, root / "job" / "output.manifest", root / "out"],
+                          capture_output=True).returncode == 0
+
+
 class _Immutable:
     """`chattr +i` on a folder; close() undoes it so that the folder can be removed."""
 
@@ -92,8 +98,7 @@ def _immutable_out(root: Path) -> _Immutable:
 
 
 def _immutable_after_a_run(root: Path) -> _Immutable:
-    assert subprocess.run([*GT2SEG, root / "job" / "output.manifest", root / "out"],
-                          capture_output=True).returncode == 0
+    _convert_once(root)
     (root / "out" / "train.manifest").unlink()  # the next run must create a file in OUT
     return _Immutable(root / "out")
 
@@ -121,6 +126,11 @@ def _user_files_in_the_way(root: Path) -> None:
     for side in ("train", "validation"):
         (root / "out" / side).mkdir()
         (root / "out" / side / "img00.jpg").write_bytes(b"the user's own file")
+
+
+def _damaged_placed_json(root: Path) -> None:
+    _convert_once(root)
+    (root / "out" / ".gt2seg" / "placed.json").write_text('["train/img00.jpg", ')
 
 
 def _locked_out(root: Path):
@@ -200,6 +210,8 @@ CASES = [
     Case("OUT locked by another run", "is being written by another gt2seg run (pid", prepare=_locked_out),
     Case("user files where gt2seg writes", "was not written by gt2seg, which would replace it",
          prepare=_user_files_in_the_way),
+    Case("damaged OUT/.gt2seg/placed.json", "placed.json is not gt2seg's JSON", args=("--seed", "3"),
+         prepare=_damaged_placed_json),
     Case("OUT immutable", "Operation not permitted", prepare=_immutable_out, only_if="root"),
     Case("OUT immutable after a run", "Operation not permitted", prepare=_immutable_after_a_run, only_if="root"),
     Case("OUT under a read-only folder", "Permission denied", out="ro/out", prepare=_read_only_parent,
