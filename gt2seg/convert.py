@@ -141,6 +141,8 @@ def _stem(ref: str) -> str:
 def resolve_ref(ref: str, manifest_uri: str, ref_roots) -> str:
     """Where a manifest ref is read from: --ref-root rewrites first, then s3://
     as is, relative paths under the manifest's folder; nothing may escape."""
+    if "\0" in ref:
+        raise StorageError(f"{ref!r} holds a NUL character, which no file or object name can; fix the ref")
     for prefix, root in ref_roots:
         if ref.startswith(prefix):
             return storage.join(root, ref[len(prefix):])

@@ -3,15 +3,21 @@
 Only '\\n' ends a line (JSON Lines), so U+2028, U+2029 or U+0085 inside a string
 stay where they are; `str.splitlines` would cut the line there. Python's json
 module is lenient where a manifest must not be: a repeated key silently keeps
-the last value, and NaN/Infinity are accepted though JSON has neither. Here
-both are errors that name the line.
+the last value, NaN/Infinity are accepted though JSON has neither, and a
+lone surrogate escape ("\\ud800") becomes a string no file name can hold and
+no terminal can print. Here all three are errors that name the line (I-JSON,
+RFC 7493, refuses them too).
 """
 from __future__ import annotations
 
 import json
+import re
 from typing import Iterator
 
 from gt2seg.errors import JsonLineError
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 class _Refused(ValueError):
@@ -50,4 +56,10 @@ def parse_object(raw: str, number: int) -> dict:
         raise JsonLineError(number, "nested too deeply to be a manifest line") from None
     if not isinstance(obj, dict):
         raise JsonLineError(number, f"a JSON object is expected, got {type(obj).__name__}")
+    if _SURROGATE_ESCAPE.search(raw):  # rare: only then check that every escape was part of a pair
+        try:
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise JsonLineError(number, f"{exc.object[exc.start]!r} is a lone surrogate escape, not a "
+                                        "character; fix the text") from None
     return obj

@@ -148,6 +148,9 @@ CASES = [
          lines=(line().replace('"class-name": "road"', '"class-name": "road", "class-name": "car"'),)),
     Case("NaN", "line 5: NaN is not valid JSON", lines=('{"source-ref": "images/img00.jpg", "score": NaN}',)),
     Case("-Infinity", "line 5: -Infinity is not valid JSON", lines=('{"a": -Infinity}',)),
+    Case("lone surrogate escape", "line 5: '\\ud800' is a lone surrogate escape", lines=(line("images/\ud800.jpg"),)),
+    Case("lone surrogate in a class name", "line 5: '\\udc00' is a lone surrogate escape",
+         lines=(line().replace('"road"', '"ro\\udc00ad"'),)),
     Case("nested too deeply", "line 5: nested too deeply", lines=("[" * 100_000 + "]" * 100_000,)),
     Case("a list, not an object", "line 5: a JSON object is expected, got list", lines=("[1, 2]",)),
     Case("not UTF-8", "is not UTF-8 text", files={"output.manifest": b"\xff\xfe{\x00}\x00"}),
@@ -173,6 +176,8 @@ CASES = [
     Case("ref outside the job", "line 5: '../secret.jpg' points outside", lines=(line("../secret.jpg"),)),
     Case("absolute ref", "line 5: '/etc/hostname' is an absolute local path", lines=(line("/etc/hostname"),)),
     Case("http ref", "line 5: 'http://example.com/a.jpg': only s3:// URIs", lines=(line("http://example.com/a.jpg"),)),
+    Case("NUL in a ref", "line 5: 'images/a\\x00b.jpg' holds a NUL", lines=(line("images/a\u0000b.jpg"),)),
+
     Case("symlink leaving the job", "line 5: 'images/link.jpg' leads outside", lines=(line("images/link.jpg"),),
          prepare=_symlink_out_of_job),
     # images and masks

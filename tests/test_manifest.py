@@ -178,6 +178,7 @@ def test_crlf_line_ends_are_accepted_and_lines_counted_by_newline():
     ('{"a": Infinity}', "line 3: Infinity is not valid JSON"),
     ('{"a": ' * 50_000, "line 3: nested too deeply"),
     ('"text"', "line 3: a JSON object is expected, got str"),
+    ('{"a": "x\\ud800y"}', "line 3: '\\\\ud800' is a lone surrogate escape"),
     ('{"a": }', "line 3: not valid JSON"),
 ])
 def test_strict_json_lines_refuse_what_json_accepts_or_chokes_on(raw, message):
@@ -203,3 +204,7 @@ def test_colour_map_keys_are_ascii_integers_one_per_mask_value(keys, message):
     m = parse(seg_line(), seg_line(source="s3://b/2.jpg", cmap=cmap))
     assert len(m.records) == 1 and len(m.problems) == 1
     assert m.problems[0].startswith("line 2: ") and message in m.problems[0]
+
+
+def test_a_surrogate_pair_escape_is_one_character_and_accepted():
+    assert jsonl.parse_object('{"a": "\\ud83d\\ude00"}', 1) == {"a": "\U0001F600"}
