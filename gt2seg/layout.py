@@ -93,17 +93,21 @@ def claim(out: Path, inputs: list[str]):
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a+")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "pid unknown"
+        with writing(path, "lock"):
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "pid unknown"
+                raise OutputError(f"{out} is being written by another gt2seg run ({holder}); wait for it to "
+                                  "end, or choose another folder") from None
+            handle.truncate(0)
+            handle.write(f"pid {os.getpid()}\n")
+            handle.flush()
+        _sweep_temps(Path(out))
+    except BaseException:
         handle.close()
-        raise OutputError(f"{out} is being written by another gt2seg run ({holder}); wait for it to end, "
-                          "or choose another folder") from None
-    handle.truncate(0)
-    handle.write(f"pid {os.getpid()}\n")
-    handle.flush()
-    _sweep_temps(Path(out))
+        raise
     return handle
 
 
