@@ -8,7 +8,7 @@ EXTRAS ?= cpu,test
 # Bit-identical MXNet runs need one thread; speed wants all cores.
 NPROC  := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: help venv test test-fast bench bench-convert bench-train bench-pipe bench-serve clean
+.PHONY: help venv test test-fast bench bench-convert bench-train bench-pipe bench-serve bench-reliability clean
 
 help: ## list targets and variables
 	@echo "targets:"
@@ -34,6 +34,9 @@ bench: bench-convert bench-pipe bench-serve bench-train ## every benchmark (figu
 
 bench-convert: venv ## gt2seg convert vs bare Pillow, 1 vs all workers, peak RSS
 	$(PY) benchmarks/bench_convert.py $(BENCH_ARGS)
+
+bench-reliability: venv ## gt2seg convert: bad inputs -> one-line errors, kill -9 points -> identical re-runs
+	$(PY) benchmarks/reliability_gt2seg.py $(BENCH_ARGS)
 
 bench-pipe: venv ## RecordIO parse throughput, Pipe vs File loader
 	$(PY) benchmarks/bench_pipe.py $(BENCH_ARGS)

@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import re
 import sys
+import threading
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -61,6 +62,8 @@ class ConvertOptions:
             raise Gt2SegError(f"--shard I/N needs 0 <= I < N, got {self.shard[0]}/{self.shard[1]}")
         if self.workers < 1:
             raise Gt2SegError("--workers must be at least 1")
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise Gt2SegError(f"max_pixels must be a positive number of pixels, got {self.max_pixels}")
 
 
 @dataclass
@@ -138,6 +141,8 @@ def _stem(ref: str) -> str:
 def resolve_ref(ref: str, manifest_uri: str, ref_roots) -> str:
     """Where a manifest ref is read from: --ref-root rewrites first, then s3://
     as is, relative paths under the manifest's folder; nothing may escape."""
+    if "\0" in ref:
+        raise StorageError(f"{ref!r} holds a NUL character, which no file or object name can; fix the ref")
     for prefix, root in ref_roots:
         if ref.startswith(prefix):
             return storage.join(root, ref[len(prefix):])
@@ -175,6 +180,18 @@ def _in_shard(name: str, shard) -> bool:
 def _init_worker(max_pixels):
     if max_pixels:
         Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def _init_pool_worker(max_pixels):
+    """Also end this worker when the main process ends, even by kill -9: an idle pool worker
+    would otherwise wait on its queue forever, and keep the forkserver alive with it."""
+    _init_worker(max_pixels)
+    threading.Thread(target=_exit_with, args=(multiprocessing.parent_process(),), daemon=True).start()
+
+
+def _exit_with(parent):
+    parent.join()
+    os._exit(1)
 
 
 def _convert_item(task: _Task):
@@ -217,9 +234,12 @@ def _cached(task: _Task) -> ItemResult | None:
     return ItemResult(**data)
 
 
-def _fingerprint(source, mask, settings: str) -> str:
-    """What an item's cached output depends on: its refs, and the colour map, options and palette."""
-    return hashlib.sha256(f"{source}\0{mask}\0{settings}".encode()).hexdigest()
+def _fingerprint(record: Record, source: str, mask: str, settings: str) -> str:
+    """What an item's cached output depends on: its refs and, for local files, their size and
+    mtime (a file changed in place under the same ref is converted again), and the colour
+    map, options and palette."""
+    files = f"{record.source_ref}\0{record.mask_ref}\0{storage.version(source)}\0{storage.version(mask)}"
+    return hashlib.sha256(f"{files}\0{settings}".encode()).hexdigest()
 
 
 def _settings(entries, policy, palette) -> str:
@@ -240,7 +260,7 @@ def _run(tasks: list[_Task], options: ConvertOptions):
             return
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         chunk = max(1, min(16, len(tasks) // (options.workers * 8)))
-        with ProcessPoolExecutor(options.workers, multiprocessing.get_context(method), _init_worker,
+        with ProcessPoolExecutor(options.workers, multiprocessing.get_context(method), _init_pool_worker,
                                  (options.max_pixels,)) as pool:
             for result in pool.map(_convert_item, tasks, chunksize=chunk):
                 yield result
@@ -264,12 +284,19 @@ def convert(manifest_uri: str, out_dir, options: ConvertOptions = ConvertOptions
     """Convert `manifest_uri` into the layout at `out_dir`; returns the Report.
 
     Raises ManifestError (the manifest is unusable), ConversionError (items
-    failed, with every line listed), SplitError or StorageError.
+    failed, with every line listed), OutputError (OUT is unwritable, held by
+    another run, or has the user's files where the layout goes), SplitError
+    or StorageError.
     """
     manifest_uri, out = str(manifest_uri), Path(out_dir)
     manifest = read_manifest(manifest_uri, options.label_attributes)
     table = ClassTable.build(manifest.records)
-    layout.check_output_dir(out, [manifest_uri] + [root for _, root in options.ref_roots])
+    with layout.claim(out, [manifest_uri] + [root for _, root in options.ref_roots]):
+        return _convert(manifest, table, out, options)
+
+
+def _convert(manifest: Manifest, table: ClassTable, out: Path, options: ConvertOptions) -> Report:
+    manifest_uri = manifest.uri
     policy = MaskPolicy(options.unknown_color, options.alpha_threshold, options.resize_masks)
     palette, cache = table.palette(), layout.cache_dir(out)
 
@@ -298,7 +325,7 @@ def convert(manifest_uri: str, out_dir, options: ConvertOptions = ConvertOptions
             entries = line_entries(record, table)
             entries_by_map[record.color_map] = (entries, _settings(entries, policy, palette))
         entries, settings = entries_by_map[record.color_map]
-        fingerprint = _fingerprint(record.source_ref, record.mask_ref, settings)
+        fingerprint = _fingerprint(record, source, mask, settings)
         task = _Task(name, record.line, source, mask, entries, policy, palette, len(table.classes),
                      str(cache), fingerprint)
         cached = _cached(task)
@@ -310,7 +337,8 @@ def convert(manifest_uri: str, out_dir, options: ConvertOptions = ConvertOptions
     if errors and options.on_error == "fail":
         raise ConversionError(errors)
 
-    cache.mkdir(parents=True, exist_ok=True)
+    with layout.writing(cache, "create"):
+        cache.mkdir(parents=True, exist_ok=True)
     for outcome in _run(tasks, options):
         if isinstance(outcome, ItemResult):
             results.append(outcome)
@@ -331,7 +359,11 @@ def convert(manifest_uri: str, out_dir, options: ConvertOptions = ConvertOptions
         [SplitItem(r.name, r.sha256, frozenset(np.flatnonzero(r.pixels).tolist())) for r in results],
         options.validation_fraction, options.seed,
     )
-    layout.materialize(out, sides, {r.name: r.image_ext for r in results})
+    wanted = {}
+    for r in results:
+        wanted[f"{sides[r.name]}/{r.name}{r.image_ext}"] = cache / f"{r.name}{r.image_ext}"
+        wanted[f"{sides[r.name]}_annotation/{r.name}.png"] = cache / f"{r.name}.png"
+    layout.materialize(out, wanted)
 
     attribute = _attribute_key(manifest)
     for side in layout.SIDES:

@@ -18,13 +18,26 @@ class ManifestError(Gt2SegError):
     """The manifest itself is unusable (malformed line, no usable line, ambiguity)."""
 
 
-class ItemError(Gt2SegError):
-    """One manifest line's image or mask is bad. `line` is 1-based."""
+class _AtLine:
+    """An error about one manifest line: `line` is 1-based, `detail` the message without it."""
 
     def __init__(self, line, message):
         self.line = line
         self.detail = message
         super().__init__(f"line {line}: {message}")
+
+
+class JsonLineError(_AtLine, ManifestError):
+    """One manifest line is not a strict JSON object (see gt2seg.jsonl)."""
+
+
+class OutputError(Gt2SegError):
+    """The output folder cannot be used: not writable, in use by another run, or holding files
+    gt2seg did not write where it would write."""
+
+
+class ItemError(_AtLine, Gt2SegError):
+    """One manifest line's image or mask is bad."""
 
 
 class SplitError(Gt2SegError):
@@ -40,8 +53,9 @@ class ConversionError(Gt2SegError):
         more = len(self.errors) - len(lines)
         if more > 0:
             lines.append(f"... and {more} more")
+        listing = " " + lines[0] if len(lines) == 1 else "\n  " + "\n  ".join(lines)
         super().__init__(
             f"{len(self.errors)} item(s) could not be converted; nothing was written to the "
             "layout (finished items are cached, a re-run resumes). Fix the inputs or pass "
-            "--on-error skip to leave them out:\n  " + "\n  ".join(lines)
+            "--on-error skip to leave them out:" + listing
         )

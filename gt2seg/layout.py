@@ -6,34 +6,54 @@ placed in train/, validation/ and their annotation folders (hard links into
 the cache, or copies where links are impossible), and the label maps,
 classes.json, manifests, channels.json and report.json written, report last.
 A run killed at any point leaves no truncated file, and a re-run skips every
-cached item and produces the same bytes.
+cached item and produces the same bytes. One run at a time holds OUT (a lock
+in OUT/.gt2seg), and OUT/.gt2seg/placed.json lists the layout files gt2seg
+placed: no other file is ever replaced or removed.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
+from gt2seg.errors import Gt2SegError, OutputError
 from gt2seg.split import TRAIN, VALIDATION
 
 CACHE = ".gt2seg"
+PLACED = "placed.json"
+# Temp names of atomic_write (mkstemp's 8 random characters) and place: left behind only by a killed run.
+_TEMP = re.compile(r"\..+\.(link|[a-z0-9_]{8})\.tmp")
 SIDES = (TRAIN, VALIDATION)
 LAYOUT_DIRS = (TRAIN, f"{TRAIN}_annotation", VALIDATION, f"{VALIDATION}_annotation")
 
 
+@contextlib.contextmanager
+def writing(path, action: str = "write"):
+    """An OSError in the block (read-only, immutable, full disk, a file in the path) as an OutputError."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"cannot {action} {path}: {exc.strerror or exc}; choose an output folder "
+                          "gt2seg can write to") from None
+
+
 def atomic_write(path: Path, data: bytes | str) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data.encode() if isinstance(data, str) else data)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
 
 
 def write_json(path: Path, obj) -> None:
@@ -46,50 +66,111 @@ def cache_dir(out: Path) -> Path:
 
 def check_output_dir(out: Path, inputs: list[str]) -> None:
     """Refuse an OUT that holds the inputs, or a non-empty folder gt2seg did not make."""
-    from gt2seg.errors import Gt2SegError
-
     out = Path(out).resolve()
     for uri in inputs:
         if not str(uri).startswith("s3://"):
             path = Path(uri).resolve()
             if path == out or out in path.parents:
                 raise Gt2SegError(f"output folder {out} contains the input {uri}; choose another folder")
-    if out.exists() and any(out.iterdir()) and not (out / CACHE).is_dir():
-        raise Gt2SegError(
-            f"{out} is not empty and was not written by gt2seg; choose a new or empty folder "
-            "(gt2seg never deletes files it did not write)"
-        )
+    with writing(out, "read"):
+        if out.exists() and any(out.iterdir()) and not (out / CACHE).is_dir():
+            raise OutputError(
+                f"{out} is not empty and was not written by gt2seg; choose a new or empty folder "
+                "(gt2seg never deletes files it did not write)"
+            )
+
+
+def claim(out: Path, inputs: list[str]):
+    """Check OUT (see check_output_dir), create it and lock it for this process.
+
+    Returns the open lock file: OUT is held until it is closed or the process
+    ends (killed or not; the kernel drops the lock). A second writer fails at
+    once, naming the holder, rather than waiting an unknown time.
+    """
+    check_output_dir(out, inputs)
+    path = Path(out) / CACHE / "lock"
+    with writing(path.parent, "create"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+    try:
+        with writing(path, "lock"):
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "pid unknown"
+                raise OutputError(f"{out} is being written by another gt2seg run ({holder}); wait for it to "
+                                  "end, or choose another folder") from None
+            handle.truncate(0)
+            handle.write(f"pid {os.getpid()}\n")
+            handle.flush()
+        _sweep_temps(Path(out))
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+def _sweep_temps(out: Path) -> None:
+    """Remove the temp files a killed run left where gt2seg writes, so a re-run leaves the same tree."""
+    for folder in (out, out / "label_map", cache_dir(out), *(out / d for d in LAYOUT_DIRS)):
+        for path in folder.glob(".*.tmp") if folder.is_dir() else ():
+            if _TEMP.fullmatch(path.name) and path.is_file():
+                with writing(path, "remove"):
+                    path.unlink()
 
 
 def place(src: Path, dst: Path) -> None:
     """Make dst the same bytes as src: a hard link where possible, else a copy."""
-    if dst.exists() and os.path.samefile(src, dst):
-        return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.link.tmp")
-    if tmp.exists():
-        tmp.unlink()
+    with writing(dst):
+        if dst.exists() and os.path.samefile(src, dst):
+            return
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f".{dst.name}.link.tmp")
+        if tmp.exists():
+            tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+
+
+def _placed(out: Path) -> set[str]:
+    path = out / CACHE / PLACED
     try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+        return set(json.loads(path.read_text()))
+    except ValueError:
+        raise OutputError(f"{path} is not gt2seg's JSON (edited?); delete it, and gt2seg takes the layout "
+                          "files hard-linked to its cache as its own") from None
+    except FileNotFoundError:  # OUT from before placed.json: what is hard-linked to the cache is gt2seg's
+        cache = cache_dir(out)
+        return {f"{folder}/{path.name}" for folder in LAYOUT_DIRS if (out / folder).is_dir()
+                for path in (out / folder).iterdir()
+                if (cache / path.name).is_file() and os.path.samefile(path, cache / path.name)}
 
 
-def materialize(out: Path, sides: dict[str, str], image_ext: dict[str, str]) -> None:
-    """Place every cached item on its side; remove layout files no longer wanted."""
-    out, cache = Path(out), cache_dir(out)
-    wanted = set()
-    for name, side in sorted(sides.items()):
-        image = Path(side) / f"{name}{image_ext[name]}"
-        mask = Path(f"{side}_annotation") / f"{name}.png"
-        place(cache / f"{name}{image_ext[name]}", out / image)
-        place(cache / f"{name}.png", out / mask)
-        wanted |= {image, mask}
-    for folder in LAYOUT_DIRS:
-        for path in (out / folder).glob("*") if (out / folder).is_dir() else ():
-            if path.relative_to(out) not in wanted and path.is_file():
-                path.unlink()
+def materialize(out: Path, wanted: dict[str, Path]) -> None:
+    """Make the layout files exactly `wanted` (relative path -> source), among those gt2seg placed.
+
+    placed.json is widened before placing and narrowed after removing, so
+    after a kill at any point it still lists every file gt2seg placed. A file
+    it does not list is the user's: never removed, and never replaced (that
+    is an error naming it).
+    """
+    out = Path(out)
+    before = _placed(out)
+    for rel in sorted(wanted.keys() - before):
+        if os.path.lexists(out / rel):
+            raise OutputError(f"{out / rel} was not written by gt2seg, which would replace it; move it "
+                              f"out of {out}")
+    write_json(out / CACHE / PLACED, sorted(before | wanted.keys()))
+    for rel, src in sorted(wanted.items()):
+        place(src, out / rel)
+    for rel in sorted(before - wanted.keys()):
+        with writing(out / rel, "remove"):
+            (out / rel).unlink(missing_ok=True)
+    write_json(out / CACHE / PLACED, sorted(wanted))
 
 
 def label_map() -> dict:

@@ -9,16 +9,16 @@ conversion (it means the file is damaged, not that labeling is unfinished).
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from gt2seg import storage
-from gt2seg.errors import ManifestError
+from gt2seg import jsonl, storage
+from gt2seg.errors import JsonLineError, ManifestError
 
 SEG_TYPE = "groundtruth/semantic-segmentation"
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
+_KEY = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also accepts "¹", which int() refuses
 
 
 @dataclass(frozen=True)
@@ -97,9 +97,9 @@ def _color_map(meta: dict, line: int) -> tuple[ColorEntry, ...]:
     cmap = meta.get("internal-color-map")
     if not isinstance(cmap, dict) or not cmap:
         raise ManifestError(f"line {line}: the segmentation metadata has no 'internal-color-map'")
-    entries = []
+    entries, keys = [], {}
     for key, value in cmap.items():
-        if not str(key).isdigit() or not isinstance(value, dict) or "class-name" not in value:
+        if not _KEY.fullmatch(key) or not isinstance(value, dict) or "class-name" not in value:
             raise ManifestError(
                 f"line {line}: internal-color-map entry {key!r} must be "
                 '"<integer>": {"class-name": ..., "hex-color": "#rrggbb"}'
@@ -112,6 +112,10 @@ def _color_map(meta: dict, line: int) -> tuple[ColorEntry, ...]:
             color = "#" + match.group(1).lower()
         if int(key) > 255:
             raise ManifestError(f"line {line}: color-map key {key} does not fit an 8-bit mask")
+        if int(key) in keys:
+            raise ManifestError(f"line {line}: internal-color-map keys {keys[int(key)]!r} and {key!r} are both "
+                                f"mask value {int(key)}; keep one")
+        keys[int(key)] = key
         entries.append(ColorEntry(int(key), str(value["class-name"]), color))
     return tuple(sorted(entries, key=lambda e: e.key))
 
@@ -152,22 +156,14 @@ def _choose(attributes: dict[str, Attribute], requested: tuple[str, ...]) -> lis
     return chosen
 
 
-def _objects(lines: list[str], problems: list[str] | None):
+def _objects(lines: list[tuple[int, str]], problems: list[str] | None):
     """(line number, object) for each JSON-object line; problems collects the others."""
-    for number, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
+    for number, raw in lines:
         try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
+            yield number, jsonl.parse_object(raw, number)
+        except JsonLineError as exc:
             if problems is not None:
-                problems.append(f"line {number}: not valid JSON ({exc.msg} at column {exc.colno})")
-            continue
-        if not isinstance(obj, dict):
-            if problems is not None:
-                problems.append(f"line {number}: a JSON object is expected, got {type(obj).__name__}")
-            continue
-        yield number, obj
+                problems.append(str(exc))
 
 
 def parse_manifest(text: str, uri: str = "<manifest>", label_attributes: tuple[str, ...] = ()) -> Manifest:
@@ -176,7 +172,7 @@ def parse_manifest(text: str, uri: str = "<manifest>", label_attributes: tuple[s
     Two passes over the lines (attribute statistics, then records) so that no
     parsed line outlives its turn: memory stays flat for large jobs.
     """
-    lines = text.splitlines()
+    lines = list(jsonl.lines(text))
     problems: list[str] = []
     attributes: dict[str, Attribute] = {}
     for _, obj in _objects(lines, problems):
@@ -187,7 +183,7 @@ def parse_manifest(text: str, uri: str = "<manifest>", label_attributes: tuple[s
             attr.lines += 1
             attr.failed += bool(label_key is None or "failure-reason" in meta)
 
-    manifest = Manifest(uri, sum(1 for raw in lines if raw.strip()), [], [], attributes, [], problems)
+    manifest = Manifest(uri, len(lines), [], [], attributes, [], problems)
     if not attributes and manifest.lines == len(problems):
         return manifest
     try:

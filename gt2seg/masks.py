@@ -79,10 +79,10 @@ def _resolve_unknown(found, entries, policy, line, ref, kind) -> dict:
         f"{_hex(v) if kind == 'colour' else v} ({n:,} px)" for v, n in sorted(found, key=lambda t: -t[1])[:10]
     )
     if policy.unknown == "error":
-        what = "colours" if kind == "colour" else "values that are not keys"
+        what = "colours that are not in" if kind == "colour" else "values that are not keys of"
         raise ItemError(
             line,
-            f"mask {ref} has {what} of the line's internal-color-map: {listing}. Fix the mask, or "
+            f"mask {ref} has {what} the line's internal-color-map: {listing}. Fix the mask, or "
             "choose --unknown-color background|ignore|nearest",
         )
     if policy.unknown == "background":

@@ -33,8 +33,6 @@ def merge_shards(shards: list, out) -> Report:
     if len(classes) != 1:
         raise Gt2SegError("the shards have different classes.json: were they converted from the same manifest "
                           "with the same options?")
-    layout.check_output_dir(out, [str(s) for s in shards])
-
     owner: dict[str, Path] = {}
     for shard in shards:
         for folder in layout.LAYOUT_DIRS:
@@ -43,25 +41,22 @@ def merge_shards(shards: list, out) -> Report:
                 if key in owner:
                     raise Gt2SegError(f"{key} is in both {owner[key]} and {shard}: shards must not overlap")
                 owner[key] = shard
-    (out / layout.CACHE).mkdir(parents=True, exist_ok=True)  # marks the folder as gt2seg's
-    for key, shard in sorted(owner.items()):
-        layout.place(shard / key, out / key)
-
-    for side in layout.SIDES:
-        text = ""
-        for shard in shards:
-            part = (shard / f"{side}.manifest").read_text()
-            text += part.replace(str(shard.resolve()) + "/", str(out.resolve()) + "/")
-        layout.atomic_write(out / f"{side}.manifest", text)
-        layout.atomic_write(out / "label_map" / f"{side}_label_map.json",
-                            (shards[0] / "label_map" / f"{side}_label_map.json").read_text())
-    layout.atomic_write(out / "classes.json", classes.pop())
-    channels = (shards[0] / "channels.json").read_text().replace(str(shards[0].resolve()) + "/",
-                                                                  str(out.resolve()) + "/")
-    layout.atomic_write(out / "channels.json", channels)
-
-    report = _sum(reports, out)
-    layout.write_json(out / "report.json", report.to_dict(run_fields=False))
+    with layout.claim(out, [str(s) for s in shards]):
+        layout.materialize(out, {key: shard / key for key, shard in owner.items()})
+        for side in layout.SIDES:
+            text = ""
+            for shard in shards:
+                part = (shard / f"{side}.manifest").read_text()
+                text += part.replace(str(shard.resolve()) + "/", str(out.resolve()) + "/")
+            layout.atomic_write(out / f"{side}.manifest", text)
+            layout.atomic_write(out / "label_map" / f"{side}_label_map.json",
+                                (shards[0] / "label_map" / f"{side}_label_map.json").read_text())
+        layout.atomic_write(out / "classes.json", classes.pop())
+        channels = (shards[0] / "channels.json").read_text().replace(str(shards[0].resolve()) + "/",
+                                                                      str(out.resolve()) + "/")
+        layout.atomic_write(out / "channels.json", channels)
+        report = _sum(reports, out)
+        layout.write_json(out / "report.json", report.to_dict(run_fields=False))
     return report
 
 

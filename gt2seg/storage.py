@@ -239,7 +239,26 @@ def join(base: str, relative: str) -> str:
     joined = os.path.normpath(os.path.join(root, relative))
     if os.path.commonpath([root, joined]) != root:
         raise StorageError(f"{relative!r} points outside {base}")
+    real_root, real = os.path.realpath(root), os.path.realpath(joined)
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise StorageError(f"{relative!r} leads outside {base} through a symbolic link (to {real}); "
+                           "only files under the folder are read: map the link's target with its own "
+                           "--ref-root, or copy the file in")
     return joined
+
+
+def version(uri) -> str:
+    """Size and mtime of a local file ('' for S3 or a missing file), to notice in-place changes.
+
+    S3 objects are not asked (a HEAD per object would cost a request per cached item, and Ground
+    Truth writes new keys rather than overwriting)."""
+    if is_s3(uri):
+        return ""
+    try:
+        info = os.stat(uri)
+    except OSError:
+        return ""
+    return f"{info.st_size}:{info.st_mtime_ns}"
 
 
 # --- bulk transfers -------------------------------------------------------------------------

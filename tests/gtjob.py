@@ -129,3 +129,17 @@ def tree(root: Path) -> dict[str, bytes]:
     root = Path(root)
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and ".gt2seg" not in p.parts}
+
+
+def same_layout(a: Path, b: Path) -> bool:
+    """Same files with the same bytes, manifests compared with their folder swapped."""
+    ta, tb = tree(a), tree(b)
+    if ta.keys() != tb.keys():
+        return False
+    for key in ta:
+        va, vb = ta[key], tb[key]
+        if key.endswith((".manifest", ".json")):
+            vb = vb.replace(str(b.resolve()).encode(), str(a.resolve()).encode())
+        if va != vb:
+            return False
+    return True

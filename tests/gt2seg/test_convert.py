@@ -306,3 +306,63 @@ def test_merging_overlapping_shards_is_refused(tmp_path):
     run(manifest, tmp_path / "b")
     with pytest.raises(Gt2SegError, match="shards must not overlap"):
         merge_shards([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+
+
+def test_rerun_keeps_files_the_user_put_in_the_layout(tmp_path):
+    manifest = standard_job(tmp_path / "job").write()
+    out = tmp_path / "out"
+    run(manifest, out, seed=1)
+    (out / "train" / "notes.txt").write_text("mine")
+    (out / "validation_annotation" / "extra.png").write_bytes(b"also mine")
+    run(manifest, out, seed=2)
+    assert (out / "train" / "notes.txt").read_text() == "mine"
+    assert (out / "validation_annotation" / "extra.png").read_bytes() == b"also mine"
+    fresh = tmp_path / "fresh"
+    run(manifest, fresh, seed=2)
+    assert tree(out).keys() - tree(fresh).keys() == {"train/notes.txt", "validation_annotation/extra.png"}
+
+
+def test_a_file_changed_in_place_under_the_same_ref_is_converted_again(tmp_path):
+    job = standard_job(tmp_path / "job", n=4)
+    manifest = job.write()
+    out = tmp_path / "out"
+    run(manifest, out)
+    mask = next((tmp_path / "job" / "masks").glob("2_*.png"))
+    old = mask.stat()
+    mask.write_bytes(palette_png(blocks(classes=(0, 1))))
+    os.utime(mask, ns=(old.st_atime_ns, old.st_mtime_ns + 10**9))  # an edit a second later
+    report = run(manifest, out)
+    assert report.resumed == 3
+    placed = next(out.glob("*_annotation/img02.png"))
+    assert np.array_equal(np.asarray(Image.open(placed)), blocks(classes=(0, 1)))
+
+
+def test_symlinks_inside_the_job_are_read_and_those_leaving_it_refused(tmp_path):
+    job = standard_job(tmp_path / "job", n=3)
+    (tmp_path / "job" / "alias.jpg").symlink_to(tmp_path / "job" / "images" / "img00.jpg")
+    (tmp_path / "outside.jpg").write_bytes((tmp_path / "job" / "images" / "img01.jpg").read_bytes())
+    (tmp_path / "job" / "escape.jpg").symlink_to(tmp_path / "outside.jpg")
+    for i, name in enumerate(["alias", "escape"]):
+        line = json.loads(job.lines[i])
+        line["source-ref"] = f"{name}.jpg"
+        job.lines[i] = json.dumps(line)
+    with pytest.raises(ConversionError, match=r"line 2: 'escape.jpg' leads outside .* symbolic link") as err:
+        run(job.write(), tmp_path / "out")
+    assert "line 1" not in str(err.value)
+
+
+def test_max_pixels_must_be_positive():
+    with pytest.raises(Gt2SegError, match="max_pixels must be a positive number of pixels, got -5"):
+        ConvertOptions(max_pixels=-5)
+
+
+def test_an_out_written_before_placed_json_existed_is_still_re_placed(tmp_path):
+    manifest = standard_job(tmp_path / "job").write()
+    out = tmp_path / "out"
+    run(manifest, out, seed=1)
+    (out / ".gt2seg" / "placed.json").unlink()  # as an older gt2seg left it
+    (out / "train" / "notes.txt").write_text("mine")
+    run(manifest, out, seed=2)
+    fresh = tmp_path / "fresh"
+    run(manifest, fresh, seed=2)
+    assert tree(out).keys() - tree(fresh).keys() == {"train/notes.txt"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gtjob import Job, blocks, standard_job, tree
+from gtjob import Job, blocks, same_layout, standard_job
 
 GT2SEG = [sys.executable, "-m", "gt2seg.cli"]
 
@@ -89,21 +89,7 @@ def test_killed_run_leaves_no_truncated_file_and_resumes(tmp_path):
     assert json.loads(result.stdout)["resumed"] >= 10
     clean = tmp_path / "clean"
     assert gt2seg("convert", manifest, clean).returncode == 0
-    assert _same_layout(out, clean)
-
-
-def _same_layout(a: Path, b: Path) -> bool:
-    """Same files with the same bytes, manifests compared with their folder swapped."""
-    ta, tb = tree(a), tree(b)
-    if ta.keys() != tb.keys():
-        return False
-    for key in ta:
-        va, vb = ta[key], tb[key]
-        if key.endswith((".manifest", ".json")):
-            vb = vb.replace(str(b.resolve()).encode(), str(a.resolve()).encode())
-        if va != vb:
-            return False
-    return True
+    assert same_layout(out, clean)
 
 
 def test_convert_reads_manifest_and_masks_from_s3(tmp_path, s3, s3_bucket):

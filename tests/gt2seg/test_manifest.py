@@ -3,17 +3,18 @@ import json
 import pytest
 
 from gt2seg.classes import ClassTable
-from gt2seg.errors import ManifestError
+from gt2seg import jsonl
+from gt2seg.errors import JsonLineError, ManifestError
 from gt2seg.manifest import SEG_TYPE, parse_manifest, read_manifest
 
 
-def seg_line(source="s3://b/a.jpg", attr="job-ref", meta_key=None, cmap=None, **extra):
+def seg_line(source="s3://b/a.jpg", attr="job-ref", meta_key=None, cmap=None, ensure_ascii=True, **extra):
     cmap = cmap or {"0": {"class-name": "BACKGROUND", "hex-color": "#ffffff"},
                     "1": {"class-name": "car", "hex-color": "#2ca02c"}}
     line = {"source-ref": source, attr: "s3://b/m.png",
             (meta_key or f"{attr}-metadata"): {"internal-color-map": cmap, "type": SEG_TYPE}}
     line.update(extra)
-    return json.dumps(line)
+    return json.dumps(line, ensure_ascii=ensure_ascii)
 
 
 def parse(*lines, attrs=()):
@@ -155,3 +156,55 @@ def test_utf8_bom_is_accepted(tmp_path):
     path = tmp_path / "m.manifest"
     path.write_bytes(b"\xef\xbb\xbf" + seg_line().encode() + b"\n")
     assert len(read_manifest(str(path)).records) == 1
+
+
+def test_unicode_line_separators_inside_strings_do_not_split_a_line():
+    names = ["a\u2028b", "c\u2029d", "e\u0085f", "g", "h\u2028", "i"]  # str.splitlines cuts at each
+    lines = [seg_line(source=f"s3://b/{n}.jpg", ensure_ascii=False) for n in names]
+    assert len("\n".join(lines).splitlines()) == 10
+    m = parse(*lines)
+    assert m.problems == [] and m.lines == 6
+    assert [r.source_ref for r in m.records] == [f"s3://b/{n}.jpg" for n in names]
+
+
+def test_crlf_line_ends_are_accepted_and_lines_counted_by_newline():
+    assert [n for n, _ in jsonl.lines("{}\r\n\r\n{}\r\n")] == [1, 3]
+
+
+@pytest.mark.parametrize("raw, message", [
+    ('{"a": 1, "a": 2}', "line 3: duplicate key 'a'"),
+    ('{"m": {"class-name": "x", "class-name": "y"}}', "line 3: duplicate key 'class-name'"),
+    ('{"a": NaN}', "line 3: NaN is not valid JSON"),
+    ('{"a": Infinity}', "line 3: Infinity is not valid JSON"),
+    ('{"a": ' * 50_000, "line 3: nested too deeply"),
+    ('"text"', "line 3: a JSON object is expected, got str"),
+    ('{"a": "x\\ud800y"}', "line 3: '\\\\ud800' is a lone surrogate escape"),
+    ('{"a": }', "line 3: not valid JSON"),
+])
+def test_strict_json_lines_refuse_what_json_accepts_or_chokes_on(raw, message):
+    with pytest.raises(JsonLineError, match=message) as err:
+        jsonl.parse_object(raw, 3)
+    assert err.value.line == 3
+
+
+def test_duplicate_keys_and_nan_are_manifest_problems_naming_the_line():
+    m = parse(seg_line(), '{"source-ref": "s3://b/1.jpg", "source-ref": "s3://b/2.jpg"}', '{"x": NaN}')
+    assert m.problems == [
+        "line 2: duplicate key 'source-ref' (JSON readers disagree on which value wins); keep one",
+        "line 3: NaN is not valid JSON (JSON has no NaN or Infinity); write a number, or null"]
+
+
+@pytest.mark.parametrize("keys, message", [
+    (("1", "\u00b9"), "internal-color-map entry '\u00b9' must be"),
+    (("1", "\u0661"), "internal-color-map entry '\u0661' must be"),  # Arabic-Indic one
+    (("1", "01"), "internal-color-map keys '1' and '01' are both mask value 1; keep one"),
+])
+def test_colour_map_keys_are_ascii_integers_one_per_mask_value(keys, message):
+    cmap = {"0": {"class-name": "BACKGROUND"}, keys[0]: {"class-name": "car"}, keys[1]: {"class-name": "bus"}}
+    m = parse(seg_line(), seg_line(source="s3://b/2.jpg", cmap=cmap))
+    assert len(m.records) == 1 and len(m.problems) == 1
+    assert m.problems[0].startswith("line 2: ") and message in m.problems[0]
+
+
+def test_a_surrogate_pair_escape_is_one_character_and_accepted():
+    assert jsonl.parse_object('{"a": "\\ud83d\\ude00"}', 1) == {"a": "\U0001F600"}

@@ -97,6 +97,7 @@ def test_unknown_colours_fail_naming_colour_pixels_and_line():
         decode(data)
     assert err.value.line == 7
     assert "#abcdef (4 px)" in str(err.value) and "--unknown-color" in str(err.value)
+    assert "colours that are not in the line's internal-color-map" in str(err.value)
 
 
 @pytest.mark.parametrize("policy, value", [("background", 0), ("ignore", 255), ("nearest", 1)])
@@ -112,7 +113,7 @@ def test_unknown_colour_policies(policy, value):
 def test_mask_values_outside_the_colour_map_are_an_error():
     mask = blocks()
     mask[3, 3] = 9
-    with pytest.raises(ItemError, match=r"values that are not keys .*9 \(1 px\)"):
+    with pytest.raises(ItemError, match=r"values that are not keys of the line's internal-color-map: 9 \(1 px\)"):
         decode(palette_png(mask), tuple(Entry(e.key, e.index, None) for e in ENTRIES))
 
 
