@@ -10,6 +10,7 @@ import numpy as np
 
 from seg.data.batching import ordered_map
 from seg.errors import AugmentedManifestError, PipeError
+from gt2seg import jsonl
 from seg.pipe.manifest import parse_line, suggest
 
 
@@ -122,7 +123,7 @@ def check_manifest(manifest, attribute_names: list[str], *, num_classes: int | N
         text = read_bytes(manifest).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise AugmentedManifestError(f"{manifest}: not UTF-8 text (byte {exc.start})") from None
-    lines = [(n, t) for n, t in enumerate(text.splitlines(), 1) if t.strip()]
+    lines = list(jsonl.lines(text))
     report.lines = len(lines)
 
     def one(item):

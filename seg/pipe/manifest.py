@@ -9,6 +9,8 @@ import difflib
 import json
 from typing import Iterable
 
+from gt2seg import jsonl
+from gt2seg.errors import JsonLineError
 from seg.errors import AugmentedManifestError
 
 
@@ -18,13 +20,11 @@ def suggest(name: str, keys: Iterable[str]) -> str:
 
 
 def parse_line(text: str, number: int, where: str) -> dict:
+    """The line's JSON object, read as strictly as gt2seg reads manifests (gt2seg.jsonl)."""
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise AugmentedManifestError(f"{where} line {number}: not JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(obj, dict):
-        raise AugmentedManifestError(f"{where} line {number}: expected a JSON object, got {type(obj).__name__}")
-    return obj
+        return jsonl.parse_object(text, number)
+    except JsonLineError as exc:
+        raise AugmentedManifestError(f"{where} line {number}: {exc.detail}") from None
 
 
 def attribute_value(obj: dict, name: str, number: int, where: str) -> tuple[bool, str]:
@@ -53,10 +53,9 @@ def read_manifest(manifest, attribute_names: list[str]) -> list[list[tuple[bool,
     except UnicodeDecodeError as exc:
         raise AugmentedManifestError(f"{where}: not UTF-8 text (byte {exc.start})") from None
     rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            obj = parse_line(line, number, where)
-            rows.append([attribute_value(obj, name, number, where) for name in attribute_names])
+    for number, line in jsonl.lines(text):
+        obj = parse_line(line, number, where)
+        rows.append([attribute_value(obj, name, number, where) for name in attribute_names])
     if not rows:
         raise AugmentedManifestError(f"{where}: no lines; nothing to stream")
     return rows

@@ -66,7 +66,7 @@ def test_every_bad_line_is_reported_with_its_reason(tmp_path):
     assert "mask values [3, 7] are not class indices 0..2 or 255" in found[6]
     assert "mask is JPEG" in found[7]
     assert "city-ref: missing (did you mean 'cty-ref'?)" in found[8]
-    assert "not JSON" in found[10]
+    assert "not valid JSON" in found[10]
 
 
 def test_misspelled_attribute_name_is_reported_with_the_manifest_key(tmp_path):
@@ -90,3 +90,18 @@ def test_missing_manifest_is_a_clear_cli_error(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 1
     assert "none.manifest does not exist" in run.stderr
+
+
+def test_lines_are_read_as_strictly_as_gt2seg_reads_manifests(tmp_path):
+    """One JSON Lines reader for both packages: U+2028 inside a string does not end a line; a duplicate key
+    and NaN are reported on their own line."""
+    good = _good_line(tmp_path, 0)
+    good["note"] = "a\u2028b"
+    text = json.dumps(good, ensure_ascii=False)
+    duplicate = json.dumps(_good_line(tmp_path, 1))[:-1] + ', "source-ref": "x.jpg"}'
+    nan = json.dumps({**_good_line(tmp_path, 2), "score": float("nan")})
+    report = check_manifest(_write(tmp_path, [text, duplicate, nan]), ["source-ref", "city-ref"], workers=1)
+    assert report.lines == 3
+    problems = {p.line: p.message for p in report.problems}
+    assert sorted(problems) == [2, 3]
+    assert "duplicate key 'source-ref'" in problems[2] and "NaN" in problems[3]
