@@ -73,8 +73,13 @@ class Hyperparameters:
             return self.model_store
         if os.environ.get("SEG_MODEL_STORE"):
             return os.environ["SEG_MODEL_STORE"]
-        mxnet_home = os.environ.get("MXNET_HOME", os.path.join(os.path.expanduser("~"), ".mxnet"))
-        return os.path.join(mxnet_home, "models")
+        return mxnet_models_dir()
+
+
+def mxnet_models_dir() -> str:
+    """MXNet's and GluonCV's cache of downloaded weights: $MXNET_HOME/models (default ~/.mxnet/models)."""
+    mxnet_home = os.environ.get("MXNET_HOME", os.path.join(os.path.expanduser("~"), ".mxnet"))
+    return os.path.join(mxnet_home, "models")
 
 
 def _bool(name, value):

@@ -89,6 +89,10 @@ class TrainingError(SegError):
     """Training cannot start or go on (bad checkpoint, empty data, ...); the message says why and what to do."""
 
 
+class DeviceError(SegError):
+    """A GPU that MXNet's CUDA kernels cannot run on; the message names it and what to use instead."""
+
+
 # ---------------------------------------------------------------- serving
 
 

@@ -4,9 +4,13 @@ S3: a real S3-compatible HTTP server (moto's server mode) on 127.0.0.1. The code
 under test only sees the standard AWS environment variables, exactly as it would
 in production; subprocesses (CLIs run by tests) inherit them. boto3 itself is
 never patched.
+
+Pretrained weights: GluonCV's model store is pointed at a temp MXNET_HOME and a closed
+local port, so no test reads ~/.mxnet or downloads from the internet.
 """
 import logging
 import os
+import socket
 import uuid
 
 import pytest
@@ -25,6 +29,22 @@ _AWS_VARS_CLEARED = (
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_internet_weights(tmp_path_factory):
+    """MXNET_HOME in a temp folder, MXNET_GLUON_REPO on a port nothing listens on; the SEG_* switches unset."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    env = {"MXNET_HOME": str(tmp_path_factory.mktemp("mxnet_home")),
+           "MXNET_GLUON_REPO": f"http://127.0.0.1:{closed}/"}
+    saved = {name: os.environ.get(name) for name in (*env, "SEG_MODEL_STORE", "SEG_OFFLINE")}
+    for name in ("SEG_MODEL_STORE", "SEG_OFFLINE"):
+        os.environ.pop(name, None)
+    os.environ.update(env)
+    yield
+    _restore(saved)
 
 
 @pytest.fixture(scope="session")
@@ -56,11 +76,15 @@ def s3_server(tmp_path_factory):
         yield endpoint
     finally:
         server.stop()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _restore(saved)
+
+
+def _restore(saved: dict) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture

@@ -61,10 +61,13 @@ def run_server(config: ServeConfig, environ: Mapping[str, str] = os.environ) -> 
     def load_predictor():
         import mxnet as mx  # imported here, in the worker, after the fork
 
+        from seg.models.gpu import check_gpus
         from seg.serve.predictor import Predictor
 
         gpus = mx.context.num_gpus()
-        return Predictor.load(model_dir, ctx=mx.gpu(worker.get("number", 0) % gpus) if gpus else mx.cpu())
+        ctx = mx.gpu(worker.get("number", 0) % gpus) if gpus else mx.cpu()
+        check_gpus([ctx])
+        return Predictor.load(model_dir, ctx=ctx)
 
     class Server(BaseApplication):
         def load_config(self):

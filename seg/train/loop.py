@@ -25,6 +25,7 @@ from seg.errors import TrainingError
 from seg.jobs.contract import write_atomic
 from seg.metrics import ConfusionAccumulator
 from seg.models.artifact import PARAMS, check_compatible, read_artifact_hyperparameters, save_artifact, unpack_model_dir
+from seg.models.gpu import check_gpus
 from seg.models.nets import build_network
 from seg.models.pretrained import resolve_pretrained
 from seg.train.checkpoints import BEST, LAST, TRAINER_STATES, Checkpoints, _resume_state, track_progress
@@ -138,9 +139,11 @@ def train(
     """Train, keep the best model by validation mIOU, write the artifact to `model_dir`.
 
     `ctx`: devices (default every GPU, else the CPU). `kvstore`: a dist kvstore for multi-host jobs, with
-    `shard` = (rank, workers) so each host reads its share of the training pairs.
+    `shard` = (rank, workers) so each host reads its share of the training pairs. A GPU MXNet cannot run on
+    (seg.models.gpu) fails here with DeviceError, before any work.
     """
     ctx = ctx or contexts()
+    check_gpus(ctx)
     model_dir = Path(model_dir)
     mx.random.seed(hp.seed)
     np.random.seed(hp.seed)
