@@ -24,8 +24,8 @@ def unsupported_gpus(capabilities: Mapping[int, int], environ: Mapping[str, str]
         return None
     return (f"MXNet 1.9.1 cannot run on this GPU: {', '.join(bad)}, but its CUDA wheels only carry kernels for "
             "compute capability 5.0 to 8.x (e.g. V100, T4, A10G, A100, L4, RTX 30xx/40xx: SageMaker ml.p3, "
-            "ml.g4dn, ml.g5, ml.p4d, ml.g6). Use such a GPU, or the CPU (pip install 'gt2seg[cpu]'), or serve "
-            f"the model exported to ONNX with ONNX Runtime; set {SKIP}=1 if your MXNet was built for this GPU")
+            "ml.g4dn, ml.g5, ml.p4d, ml.g6). Use such a GPU or the CPU (pip install 'gt2seg[cpu]'); "
+            f"set {SKIP}=1 if your MXNet was built for this GPU")
 
 
 def gpu_capabilities(ctx: Sequence) -> dict:
