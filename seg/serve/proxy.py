@@ -5,6 +5,11 @@ stall a body hold two workers, and /ping waits behind them. nginx reads every re
 event loop (header deadline, body read timeout, bounded body), and hands a worker only complete requests
 over a unix socket, then buffers the answer; a slow or stalled client costs a connection slot, never a
 worker. Nothing here knows the model runtime: the upstream is any WSGI server on the socket.
+
+``GET /ping``: sync workers take one request at a time, so a proxied ping waits behind every queued
+inference (8 clients on 2 workers: about 4 inference times, past SageMaker's 2 s). Once a worker has
+loaded the model it creates ``ready_file``, and from then on nginx answers GET /ping itself (200, empty);
+before that the workers answer it (503 while loading).
 """
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ class ProxySettings:
     read_timeout: int  # seconds: the whole header; between two reads of the body; between two writes
     max_body_bytes: int  # 413 above, with the app's message
     response_timeout: int  # seconds nginx waits for a worker's answer
+    ready_file: Path  # exists once a worker has loaded the model
 
 
 def _quoted(text: str) -> str:
@@ -86,13 +92,21 @@ http {{
         listen {_listen(s.host, s.port)};
         error_page 413 @payload_too_large;
         error_page 502 504 @workers_unavailable;
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_read_timeout {s.response_timeout}s;
+        proxy_buffer_size 64k;
+        proxy_buffers 16 64k;
         location / {{
             proxy_pass http://seg_workers;
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_read_timeout {s.response_timeout}s;
-            proxy_buffer_size 64k;
-            proxy_buffers 16 64k;
+        }}
+        location = /ping {{
+            default_type "{_TEXT}";
+            set $seg_ping "";
+            if (-f {s.ready_file}) {{ set $seg_ping "ready"; }}
+            if ($request_method = GET) {{ set $seg_ping "${{seg_ping}}+GET"; }}
+            if ($seg_ping = "ready+GET") {{ return 200 ""; }}
+            proxy_pass http://seg_workers;
         }}
         location @payload_too_large {{
             default_type "{_TEXT}";

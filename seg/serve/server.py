@@ -75,12 +75,12 @@ def _run_behind_nginx(config: ServeConfig, model_dir: Path, max_body_bytes: int)
     with tempfile.TemporaryDirectory(prefix="seg-serve-") as tmp:
         rundir = Path(tmp)
         rundir.chmod(0o711)  # nginx's workers drop root: they must reach the socket
-        socket = rundir / "gunicorn.sock"
-        conf = rundir / "nginx.conf"
+        socket, conf, ready = rundir / "gunicorn.sock", rundir / "nginx.conf", rundir / "ready"
         conf.write_text(nginx_conf(ProxySettings(config.host, config.port, socket, config.read_timeout,
-                                                 max_body_bytes, config.timeout + 10), rundir))
+                                                 max_body_bytes, config.timeout + 10, ready), rundir))
         settings = {"model_dir": str(model_dir), "bind": f"unix:{socket}", "workers": config.workers,
                     "max_pixels": config.max_pixels, "timeout": config.timeout, "graceful_timeout": 5,
+                    "ready_file": str(ready),
                     "log_level": logging.getLogger().getEffectiveLevel()}
         supervisor = Supervisor()
         try:

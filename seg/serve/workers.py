@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
 from seg.serve.app import InferenceApp
 from seg.serve.protocol import _MB, execution_parameters, Limits
@@ -26,11 +27,12 @@ def _exit_worker(exc: BaseException) -> None:
 
 
 def run_workers(model_dir: Path, bind: str, workers: int, max_pixels: int, timeout: int,
-                graceful_timeout: int) -> None:
+                graceful_timeout: int, ready_file: Optional[str] = None) -> None:
     """Run gunicorn until SIGTERM; raises SystemExit with gunicorn's code when it stops on an error.
 
     Each worker loads its own Predictor: on GPU ``worker_number % gpus`` when MXNet sees GPUs, else on the
-    CPU. Limits and execution parameters come from the SAGEMAKER_* variables, checked by the caller.
+    CPU; the first to succeed creates ``ready_file`` (nginx then answers /ping). Limits and execution
+    parameters come from the SAGEMAKER_* variables, checked by the caller.
     """
     from gunicorn.app.base import BaseApplication
 
@@ -47,7 +49,10 @@ def run_workers(model_dir: Path, bind: str, workers: int, max_pixels: int, timeo
         from seg.serve.predictor import Predictor
 
         gpus = mx.context.num_gpus()
-        return Predictor.load(model_dir, ctx=mx.gpu(worker.get("number", 0) % gpus) if gpus else mx.cpu())
+        predictor = Predictor.load(model_dir, ctx=mx.gpu(worker.get("number", 0) % gpus) if gpus else mx.cpu())
+        if ready_file:
+            Path(ready_file).touch()
+        return predictor
 
     class Server(BaseApplication):
         def load_config(self):

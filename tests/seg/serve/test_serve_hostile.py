@@ -128,6 +128,21 @@ def test_two_slow_clients_and_four_valid_threads_leave_ping_at_100_percent_and_n
     assert summary["hostile_connections"] >= 4, "slow clients must have been cut and come back"
 
 
+def test_once_loaded_ping_is_answered_by_nginx_even_while_every_worker_is_busy(server):
+    workers = server.worker_pids()
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)  # busier than any inference: a proxied request could not be answered
+    try:
+        response = requests.get(f"{server.url}/ping", timeout=PING_BOUND)
+        assert response.status_code == 200 and response.content == b""
+        assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    response = requests.post(f"{server.url}/ping", timeout=5)  # any other method still reaches the workers
+    assert response.status_code == 405 and response.headers["Allow"] == "GET"
+
+
 def test_missing_nginx_is_a_one_line_error_naming_the_package(model_dir):
     result = run_cli("serve", str(model_dir), "--port", str(free_port()), env={"SEG_NGINX": "nginx-not-installed"})
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
