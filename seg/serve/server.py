@@ -102,8 +102,10 @@ def _run_behind_nginx(config: ServeConfig, model_dir: Path, max_body_bytes: int)
 
 
 def _death_message(name: str, code: int, config: ServeConfig, model_dir: Path) -> str:
+    from seg.serve.workers import APP_LOAD_ERROR
+
     if name == "gunicorn":
-        return (f"the server stopped (gunicorn exit {code}): the workers could not load the model in {model_dir}; "
-                f"see the log above")
-    return (f"the server stopped (nginx exit {code}): it could not listen on {config.host}:{config.port} "
-            f"(in use?) or stopped; see the log above")
+        why = f"the workers could not load the model in {model_dir}" if code == APP_LOAD_ERROR else "it died"
+    else:
+        why = f"it could not listen on {config.host}:{config.port} (in use?)" if code == 1 else "it died"
+    return f"the server stopped ({name} exit {code}): {why}; see the log above"

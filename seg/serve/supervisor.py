@@ -87,4 +87,7 @@ class Supervisor:
                 pass
 
     def close(self) -> None:
+        """Drop signals that arrived during the stop (a second SIGTERM must not kill the exit), then unblock."""
+        while signal.sigtimedwait(_EVENTS, 0) is not None:
+            pass
         signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
