@@ -41,8 +41,8 @@ bench-pipe: venv ## RecordIO parse throughput, Pipe vs File loader
 bench-serve: venv ## /invocations latency vs bare forward, throughput
 	$(PY) benchmarks/bench_serve.py $(BENCH_ARGS)
 
-bench-hostile: venv ## /ping, valid p95 and 5xx under 2 and 20 slow clients + 8 valid threads, SECONDS each [60]
-	$(PY) benchmarks/bench_serve_hostile.py --seconds $(or $(SECONDS),60) $(BENCH_ARGS)
+bench-hostile: venv ## /ping, valid p95 and 5xx under 2 and 20 slow clients + 8 valid threads, DURATION s each [60]
+	$(PY) benchmarks/bench_serve_hostile.py --seconds $(or $(DURATION),60) $(BENCH_ARGS)
 
 bench-train: venv ## training step vs bare GluonCV step, loader vs step throughput
 	OMP_NUM_THREADS=$(NPROC) $(PY) benchmarks/bench_train.py $(BENCH_ARGS)
