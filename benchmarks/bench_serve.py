@@ -81,13 +81,13 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, model_dir: Path, workers: int, env: dict):
+    def __init__(self, model_dir: Path, workers: int, env: dict, extra_args=()):
         import requests
 
         self.url = f"http://127.0.0.1:{free_port()}"
         port = self.url.rsplit(":", 1)[1]
         cmd = [sys.executable, "-c", "import sys; from seg.cli import main; sys.exit(main())", "serve",
-               str(model_dir), "--host", "127.0.0.1", "--port", port, "--workers", str(workers)]
+               str(model_dir), "--host", "127.0.0.1", "--port", port, "--workers", str(workers), *extra_args]
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:  # bounded poll on /ping

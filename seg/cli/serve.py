@@ -15,7 +15,11 @@ import click
               "(env SEG_WORKERS or SAGEMAKER_MODEL_SERVER_WORKERS).")
 @click.option("--max-pixels", default=4096 * 4096, show_default=True, envvar="SEG_MAX_PIXELS",
               type=click.IntRange(1), help="Larger images are refused with 413.")
-def serve(model, opt_ml, host, port, workers, max_pixels):
+@click.option("--read-timeout", default=60, show_default=True, envvar="SEG_READ_TIMEOUT", type=click.IntRange(1),
+              help="Seconds a client has to send its request header, and between two reads of its body.")
+@click.option("--proxy/--no-proxy", default=True, show_default=True,
+              help="nginx in front of gunicorn (needs nginx); --no-proxy lets slow clients hold workers: debugging only.")
+def serve(model, opt_ml, host, port, workers, max_pixels, read_timeout, proxy):
     """Serve MODEL (a folder `seg train` wrote) over HTTP until SIGTERM.
 
     POST /invocations takes image/jpeg, image/png or application/x-image and answers a class-index
@@ -27,6 +31,6 @@ def serve(model, opt_ml, host, port, workers, max_pixels):
 
     model_dir = model if model is not None else OptML(opt_ml).model_dir
     try:
-        run_server(ServeConfig(model_dir, host, port, workers, max_pixels))
+        run_server(ServeConfig(model_dir, host, port, workers, max_pixels, read_timeout=read_timeout, proxy=proxy))
     except ServeConfigError as exc:
         raise click.ClickException(str(exc)) from None

@@ -151,8 +151,15 @@ def decode_image(body: bytes, max_pixels: int) -> np.ndarray:
     return rgb
 
 
+def payload_too_large(limit: int, declared: Optional[object] = None) -> str:
+    """The 413 message, the app's and the proxy's alike; ``declared`` is the Content-Length, if any."""
+    size = f"the body is {declared} bytes, over" if declared is not None else "the body is over"
+    return f"{size} the {limit}-byte payload limit (SAGEMAKER_MAX_PAYLOAD_IN_MB); send a smaller image"
+
+
 def _read_body(environ: Mapping, limit: int) -> bytes:
-    """The request body, or 413 when it is longer than ``limit`` (drained, so the client gets the answer)."""
+    """The request body; 413 when longer than ``limit`` (drained, so the client gets the answer), 400 when
+    shorter than its Content-Length (a client that stopped sending: the image would be judged on a part)."""
     stream = environ["wsgi.input"]
     try:
         declared = int(environ.get("CONTENT_LENGTH") or -1)
@@ -162,10 +169,11 @@ def _read_body(environ: Mapping, limit: int) -> bytes:
         remaining = min(declared, _DRAIN_LIMIT)
         while remaining > 0 and stream.read(min(remaining, 1 << 16)):
             remaining -= 1 << 16
-        raise ClientError(413, f"the body is {declared} bytes, over the {limit}-byte payload limit "
-                               f"(SAGEMAKER_MAX_PAYLOAD_IN_MB); send a smaller image")
+        raise ClientError(413, payload_too_large(limit, declared))
     body = stream.read(declared) if declared >= 0 else stream.read(limit + 1)
     if len(body) > limit:
-        raise ClientError(413, f"the body is over the {limit}-byte payload limit (SAGEMAKER_MAX_PAYLOAD_IN_MB); "
-                               f"send a smaller image")
+        raise ClientError(413, payload_too_large(limit))
+    if len(body) < declared:
+        raise ClientError(400, f"the body ended after {len(body)} bytes, short of its Content-Length of "
+                               f"{declared}; send the whole image")
     return body

@@ -1,17 +1,23 @@
-"""`seg serve`: gunicorn workers, each with its own model, over the WSGI app."""
+"""`seg serve`: nginx in front of gunicorn's workers (seg/serve/proxy.py says why), or the workers alone."""
 from __future__ import annotations
 
+import json
 import logging
 import os
+import signal
+import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 from seg.errors import ServeConfigError
-from seg.serve.app import InferenceApp
-from seg.serve.protocol import _MB, DEFAULT_MAX_PIXELS, Limits, execution_parameters
+from seg.serve.protocol import _MB, DEFAULT_MAX_PIXELS, execution_parameters
 
 log = logging.getLogger(__name__)
+
+STOP_BUDGET = 25  # seconds from SIGTERM to exit; SageMaker kills the container at 30
 
 
 @dataclass(frozen=True)
@@ -24,70 +30,82 @@ class ServeConfig:
     workers: int = 1
     max_pixels: int = DEFAULT_MAX_PIXELS
     timeout: int = 120  # seconds one request may take before gunicorn replaces the worker
-
-
-def _exit_worker(exc: BaseException) -> None:
-    """A worker without a model is useless: exit with gunicorn's APP_LOAD_ERROR so the master halts."""
-    logging.shutdown()
-    os._exit(4)
+    read_timeout: int = 60  # seconds a client has for its header, and between two reads of its body
+    proxy: bool = True  # nginx in front; without it a slow client holds a worker
 
 
 def run_server(config: ServeConfig, environ: Mapping[str, str] = os.environ) -> None:
-    """Run gunicorn until SIGTERM (graceful: requests in flight finish, 25 s at most; SageMaker kills at 30 s).
+    """Serve until SIGTERM (graceful: requests in flight finish, 25 s at most; SageMaker kills at 30 s).
 
-    Each of ``workers`` processes loads its own Predictor: on GPU ``worker_number % gpus`` when MXNet sees
-    GPUs, else on the CPU, where (when OMP_NUM_THREADS is unset) the cores are shared out between workers
-    so they do not oversubscribe it. Raises ServeConfigError for bad settings and when the workers cannot
-    load the model.
+    On CPU with OMP_NUM_THREADS unset the cores are shared out between the workers so they do not
+    oversubscribe it. Raises ServeConfigError for bad settings, a missing nginx, and when the workers
+    cannot load the model or the port cannot be bound.
     """
-    from gunicorn.app.base import BaseApplication
-
     model_dir = Path(config.model_dir)
     if not model_dir.exists():
         raise ServeConfigError(f"model {model_dir} does not exist; pass the folder `seg train` wrote or its "
                                f"model.tar.gz (or --opt-ml DIR whose model/ holds it)")
-    if config.workers < 1 or config.max_pixels < 1:
-        raise ServeConfigError("--workers and --max-pixels must be at least 1")
+    if config.workers < 1 or config.max_pixels < 1 or config.read_timeout < 1:
+        raise ServeConfigError("--workers, --max-pixels and --read-timeout must be at least 1")
     parameters = execution_parameters(environ, config.workers)
-    limits = Limits(parameters.max_payload_in_mb * _MB, config.max_pixels)
     if config.workers > 1 and "OMP_NUM_THREADS" not in os.environ:
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // config.workers))
-
-    worker = {}  # filled in each worker by the post_fork hook
-
-    def remember_worker(server, child):
-        worker["number"] = child.age
-
-    def load_predictor():
-        import mxnet as mx  # imported here, in the worker, after the fork
-
-        from seg.models.gpu import check_gpus
-        from seg.serve.predictor import Predictor
-
-        gpus = mx.context.num_gpus()
-        ctx = mx.gpu(worker.get("number", 0) % gpus) if gpus else mx.cpu()
-        check_gpus([ctx])
-        return Predictor.load(model_dir, ctx=ctx)
-
-    class Server(BaseApplication):
-        def load_config(self):
-            settings = {"bind": f"{config.host}:{config.port}", "workers": config.workers,
-                        "worker_class": "sync", "timeout": config.timeout, "graceful_timeout": 25,
-                        "proc_name": "seg-serve", "errorlog": "-", "loglevel": "info",
-                        "post_fork": remember_worker,
-                        "control_socket_disable": True}  # else gunicorn>=25 shares ~/.gunicorn/gunicorn.ctl
-            for key, value in settings.items():
-                if key in self.cfg.settings:
-                    self.cfg.set(key, value)
-
-        def load(self):
-            return InferenceApp(load_predictor, limits=limits, parameters=parameters,
-                                on_load_error=_exit_worker)
+    if config.proxy:
+        _run_behind_nginx(config, model_dir, parameters.max_payload_in_mb * _MB)
+        return
+    from seg.serve.workers import run_workers
 
     try:
-        Server().run()
+        run_workers(model_dir, f"{config.host}:{config.port}", config.workers, config.max_pixels, config.timeout,
+                    graceful_timeout=STOP_BUDGET)
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise ServeConfigError(f"the server stopped (gunicorn exit {exc.code}): the workers could not load "
                                    f"the model in {model_dir} or bind {config.host}:{config.port}; "
                                    f"see the log above") from None
+
+
+def _run_behind_nginx(config: ServeConfig, model_dir: Path, max_body_bytes: int) -> None:
+    """gunicorn on a private unix socket, then nginx on host:port; SIGTERM stops nginx first (it finishes the
+    requests it holds), then the workers. Either dying stops the other and raises ServeConfigError."""
+    from seg.serve.proxy import ProxySettings, find_nginx, nginx_argv, nginx_conf
+    from seg.serve.supervisor import Child, Stopped, Supervisor
+
+    nginx = find_nginx()
+    with tempfile.TemporaryDirectory(prefix="seg-serve-") as tmp:
+        rundir = Path(tmp)
+        rundir.chmod(0o711)  # nginx's workers drop root: they must reach the socket
+        socket, conf, ready = rundir / "gunicorn.sock", rundir / "nginx.conf", rundir / "ready"
+        conf.write_text(nginx_conf(ProxySettings(config.host, config.port, socket, config.read_timeout,
+                                                 max_body_bytes, config.timeout + 10, ready), rundir))
+        settings = {"model_dir": str(model_dir), "bind": f"unix:{socket}", "workers": config.workers,
+                    "max_pixels": config.max_pixels, "timeout": config.timeout, "graceful_timeout": 5,
+                    "ready_file": str(ready),
+                    "log_level": logging.getLogger().getEffectiveLevel()}
+        supervisor = Supervisor()
+        try:
+            supervisor.start(Child("gunicorn", [sys.executable, "-m", "seg.serve.workers", json.dumps(settings)]))
+            exited = supervisor.wait(until=socket.exists, deadline=time.monotonic() + 120)
+            if exited is None and not socket.exists():
+                raise ServeConfigError(f"gunicorn did not bind {socket} within 120 s; see the log above")
+            if exited is None:
+                supervisor.start(Child("nginx", nginx_argv(nginx, conf, rundir), stop_signal=signal.SIGQUIT))
+                exited = supervisor.wait()
+        except Stopped as stop:
+            log.info("%s: stopping nginx, then the workers", stop)
+            exited = None
+        finally:
+            supervisor.stop(STOP_BUDGET)
+            supervisor.close()
+    if exited is not None:
+        raise ServeConfigError(_death_message(exited.name, exited.proc.returncode, config, model_dir))
+
+
+def _death_message(name: str, code: int, config: ServeConfig, model_dir: Path) -> str:
+    from seg.serve.workers import APP_LOAD_ERROR
+
+    if name == "gunicorn":
+        why = f"the workers could not load the model in {model_dir}" if code == APP_LOAD_ERROR else "it died"
+    else:
+        why = f"it could not listen on {config.host}:{config.port} (in use?)" if code == 1 else "it died"
+    return f"the server stopped ({name} exit {code}): {why}; see the log above"

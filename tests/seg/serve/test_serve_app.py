@@ -97,6 +97,19 @@ def test_a_failing_forward_is_a_500_with_the_reason_and_the_app_keeps_serving(mo
     assert call(app, "POST", "/invocations", png(0))["status"] == 200
 
 
+def test_a_body_shorter_than_its_content_length_is_400_naming_both_numbers(predictor):
+    app = InferenceApp(lambda: predictor, limits=Limits(), parameters=PARAMS)
+    body = png(0)  # a whole, decodable image: only the declared length is wrong
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/invocations", "CONTENT_TYPE": "image/png",
+               "CONTENT_LENGTH": str(len(body) + 100), "wsgi.input": io.BytesIO(body)}
+    setup_testing_defaults(environ)
+    answer = {}
+    text = b"".join(app(environ, lambda status, headers: answer.update(status=status)))
+    assert answer["status"].startswith("400 ")
+    assert f"after {len(body)} bytes, short of its Content-Length of {len(body) + 100}".encode() in text
+    assert call(app, "POST", "/invocations", body)["status"] == 200
+
+
 def test_transform_files_writes_the_invocation_bodies_as_dot_out_files(predictor, tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()

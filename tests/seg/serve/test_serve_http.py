@@ -84,17 +84,19 @@ class Server:
         raise AssertionError(f"seg serve not ready in {STARTUP_DEADLINE} s:\n{''.join(self.lines)}")
 
     def worker_pids(self):
-        pids = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/status") as fh:
-                        status = fh.read()
-                except OSError:
-                    continue
-                if f"\nPPid:\t{self.proc.pid}\n" in status:
-                    pids.append(int(entry))
-        return sorted(pids)
+        """gunicorn's workers: the Python processes under `seg serve` with no children (nginx's are not Python)."""
+        parents, names = {}, {}
+        for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
+            status = proc_status(pid)
+            if status:
+                parents[pid], names[pid] = int(status["PPid"]), status["Name"]
+        tree, grew = {self.proc.pid}, True
+        while grew:
+            below = {pid for pid, parent in parents.items() if parent in tree} - tree
+            tree, grew = tree | below, bool(below)
+        has_children = set(parents.values())
+        return sorted(pid for pid in tree - {self.proc.pid}
+                      if names[pid].startswith("python") and pid not in has_children)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -105,6 +107,15 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         return self.proc.returncode
+
+
+def proc_status(pid):
+    """/proc/PID/status as a dict; {} once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return dict(line.split(":\t", 1) for line in fh.read().splitlines() if ":\t" in line)
+    except OSError:
+        return {}
 
 
 def rss_kib(pid):
