@@ -117,7 +117,7 @@ def check_manifest(manifest, attribute_names: list[str], *, num_classes: int | N
     report.problems += [CheckProblem(None, n, "attributes streamed as objects must end in '-ref'")
                         for n in attribute_names if not n.endswith("-ref")]
     if num_classes is not None and not 1 <= num_classes <= 255:
-        raise PipeError(f"--num-classes must be 1..255, got {num_classes}")
+        raise PipeError(f"num_classes={num_classes}: must be 1..255")
     try:
         text = read_bytes(manifest).decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -46,7 +46,7 @@ def read_manifest(manifest, attribute_names: list[str]) -> list[list[tuple[bool,
     from gt2seg.storage import read_bytes
 
     if not attribute_names:
-        raise AugmentedManifestError("AttributeNames is empty; pass e.g. --attribute-names source-ref,<label>-ref")
+        raise AugmentedManifestError("AttributeNames is empty; pass e.g. attribute_names=source-ref,<label>-ref")
     where = str(manifest)
     try:
         text = read_bytes(manifest).decode("utf-8")
