@@ -198,7 +198,7 @@ def test_train_from_an_s3_layout(tmp_path, layout, s3, s3_bucket):
 
 
 def test_cli_predict_writes_masks_and_overlays_at_each_input_size(tmp_path):
-    from seg.models.artifact import save_random_artifact
+    from artifacts import save_random_artifact
 
     model = save_random_artifact(tmp_path / "model")
     (tmp_path / "images").mkdir()
