@@ -63,7 +63,8 @@ def _open_writer(path: Path, timeout: float) -> int:
                 raise
         if time.monotonic() >= deadline:
             raise PipeTimeout(f"no reader opened {path} within {timeout:g} s; is the trainer running and reading "
-                              f"fifo_dir={path.parent}? (raise wait_timeout=SECONDS if it is busy with another channel)")
+                              f"fifo_dir={path.parent}? (raise wait_timeout=SECONDS if it is busy with another "
+                              "channel)")
         time.sleep(POLL_INTERVAL)
     try:
         import fcntl
