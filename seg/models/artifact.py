@@ -20,7 +20,7 @@ PARAMS, HYPERPARAMETERS, CLASSES = "model.params", "hyperparameters.json", "clas
 
 EXPORT_PREFIX = "model"  # → model-symbol.json, model-0000.params
 
-MUST_MATCH = ("backbone", "algorithm", "crop_size", "num_classes")  # incremental training (docs/CONTRACTS.md)
+MUST_MATCH = ("backbone", "algorithm", "crop_size", "num_classes")  # docs/CONTRACTS.md, "Incremental training"
 
 
 @dataclass

@@ -38,7 +38,7 @@ class CheckReport:
         return not self.problems and self.lines > 0
 
     def channel_config(self) -> dict:
-        """The channel settings SageMaker needs for this manifest (ANCHORS pain points 1-2)."""
+        """The channel settings SageMaker needs for this manifest (docs/CONTRACTS.md, "Pipe mode")."""
         return {"InputMode": "Pipe", "S3DataType": "AugmentedManifestFile",
                 "AttributeNames": self.attribute_names, "RecordWrapperType": "RecordIO",
                 "ContentType": "application/x-recordio"}

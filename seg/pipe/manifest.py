@@ -1,7 +1,7 @@
 """Augmented manifests as Pipe mode reads them: one JSON object per line, attributes by name.
 
 Shared by the local feeder and the pre-upload check, so both say the same
-thing about a missing or misspelt attribute (ANCHORS pain points 2 and 18).
+thing about a missing or misspelt attribute (docs/CONTRACTS.md, "Pipe mode").
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MXNet/dmlc RecordIO framing (SAGEMAKER_SPEC §2.4), in pure Python.
+"""MXNet/dmlc RecordIO framing (docs/CONTRACTS.md, "RecordIO framing"), in pure Python.
 
 Pipe mode streams and the RecordIO-protobuf inference responses both use this framing; doing it without
 MXNet keeps `import seg.pipe.recordio` light and lets us read a FIFO, which `mxnet.recordio` (files only)
