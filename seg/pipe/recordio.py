@@ -57,11 +57,6 @@ def pack(payload: bytes) -> bytes:
     return b"".join(pieces)
 
 
-def write_record(stream: BinaryIO, payload: bytes) -> None:
-    """Write one framed record to a binary stream."""
-    stream.write(pack(payload))
-
-
 def _read_exact(read, size: int) -> bytes:
     """read() may return short counts on raw FIFOs; loop until size bytes or EOF."""
     data = read(size)
