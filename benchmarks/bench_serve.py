@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # artifacts: a random-weights model
 
 
 def percentiles(seconds: list) -> dict:
@@ -140,7 +141,7 @@ def main() -> None:
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(args.threads)
 
-    from seg.models.artifact import save_random_artifact
+    from artifacts import save_random_artifact
 
     rgb = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
     out = io.BytesIO()

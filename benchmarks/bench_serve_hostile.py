@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args()
 
-    from seg.models.artifact import save_random_artifact
+    from artifacts import save_random_artifact  # tests/artifacts.py: a random-weights model
 
     out = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)).save(

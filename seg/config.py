@@ -2,7 +2,7 @@
 
 SageMaker passes every hyperparameter as a string (`"True"`, `"0.001"`); users calling the library pass
 typed values. Both are accepted, and everything is checked up front so that a typo fails in a second, not
-after an hour of training. Names, defaults and ranges follow the built-in (SAGEMAKER_SPEC §3).
+after an hour of training. Names, defaults and ranges follow the built-in (docs/CONTRACTS.md, "Hyperparameters").
 
 Extensions beyond the built-in (marked `extension` below): `resnet-18`/`resnet-34` backbones (heads sized
 to the backbone, for CPU), `seed`, `data_workers`, `hybridize`, `kvstore` and `model_store` (where

@@ -1,7 +1,8 @@
 """Every error seg raises on purpose derives from `SegError`, typed by the stage that raises it.
 
 The CLI (`seg.cli.errors`) prints any `SegError` as one line and exits non-zero; anything else is a bug
-and keeps its traceback. Messages name parameters, not CLI flags: notebooks call the library directly.
+and keeps its traceback (`seg -v`, and always in a training job's output/failure). Messages name parameters
+as `name=value`, not CLI flags: notebooks call the library directly; the CLI shows its own options as flags.
 Some classes also derive from a builtin (`ValueError`, ...) where callers already catch that.
 """
 from __future__ import annotations
@@ -18,6 +19,26 @@ class MissingExtraError(SegError):
         super().__init__(f"this needs {module}, which is not installed; install the {extra!r} extra: "
                          f"pip install 'gt2seg[{extra}]'")
         self.module, self.extra = module, extra
+
+
+# Root modules of the optional extras, and the pip name to show for each.
+EXTRA_MODULES = {"mxnet": "mxnet", "gluoncv": "gluoncv", "cv2": "opencv-python", "gunicorn": "gunicorn",
+                 "google": "protobuf", "requests": "requests"}
+
+
+def missing_extra(exc: BaseException):
+    """The MissingExtraError an ImportError of an optional dependency stands for, else None."""
+    root = (getattr(exc, "name", None) or "").split(".")[0]
+    if isinstance(exc, ImportError) and root in EXTRA_MODULES:
+        return MissingExtraError(EXTRA_MODULES[root])
+    return None
+
+
+def is_expected(exc: BaseException) -> bool:
+    """A failure reported on purpose (seg's or gt2seg's errors, an OSError naming its file), not a bug."""
+    from gt2seg.errors import Gt2SegError
+
+    return isinstance(exc, (SegError, Gt2SegError)) or (isinstance(exc, OSError) and exc.filename is not None)
 
 
 # ---------------------------------------------------------------- config and jobs

@@ -1,9 +1,11 @@
 """`seg` command line: a click group; each command lives in its own module and
-imports MXNet only inside the command body, so `seg --help` stays instant."""
+imports MXNet only inside the command body, so `seg --help` stays instant. Errors are mapped once, in
+`seg.cli.errors.SegGroup`; options several commands share live in `seg.cli.options`."""
 import logging
 
 import click
 
+from seg.cli.errors import SegGroup
 from seg.cli.evaluate import evaluate
 from seg.cli.invoke import invoke
 from seg.cli.jobs import job_manifest, local_job, sagemaker_job
@@ -13,8 +15,8 @@ from seg.cli.serve import serve
 from seg.cli.train import train
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging on stderr.")
+@click.group(cls=SegGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging on stderr; the traceback of an unexpected error.")
 def main(verbose):
     """Train, evaluate and serve semantic-segmentation models (SageMaker-compatible)."""
     logging.basicConfig(

@@ -6,14 +6,7 @@ import sys
 
 import click
 
-from seg.errors import ContractError, DataError, HyperparameterError
-
-
-def _known_errors():
-    from gt2seg.errors import Gt2SegError
-    from seg.errors import ModelError, TrainingError
-
-    return (HyperparameterError, ContractError, DataError, ModelError, TrainingError, Gt2SegError, OSError)
+from seg.cli.options import json_option
 
 
 @click.command()
@@ -21,17 +14,14 @@ def _known_errors():
 @click.argument("data", type=click.Path(exists=True, file_okay=False))
 @click.option("--split", type=click.Choice(["validation", "train"]), default="validation", show_default=True)
 @click.option("--max-side", default=1024, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@json_option("Print the metrics as JSON.")
 def evaluate(model, data, split, max_side, as_json):
     """mIOU, pixel accuracy and per-class IoU of MODEL on a layout folder's split, at full image size."""
     from seg.evaluate import evaluate_layout
     from seg.serve.predictor import Predictor
 
-    try:
-        predictor = Predictor.load(model, max_side=max_side)
-        metrics = evaluate_layout(predictor, data, split, progress=sys.stderr.isatty())
-    except _known_errors() as exc:
-        raise click.ClickException(str(exc)) from None
+    predictor = Predictor.load(model, max_side=max_side)
+    metrics = evaluate_layout(predictor, data, split, progress=sys.stderr.isatty())
     report = metrics.to_json([c["name"] for c in predictor.classes])
     if as_json:
         click.echo(json.dumps(report, indent=2))

@@ -13,14 +13,9 @@ import click
 @click.option("--wait", default=0.0, show_default=True, help="Seconds to wait for /ping to answer 200 first.")
 def invoke(url, image, out, wait):
     """POST IMAGE to URL/invocations; write <stem>_mask.png and <stem>_overlay.png; print them as JSON."""
-    from seg.errors import InvokeError
     from seg.serve.client import invoke as send
     from seg.serve.client import wait_ready
 
-    try:
-        if wait:
-            wait_ready(url, wait)
-        result = send(url, image, out)
-    except (InvokeError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(json.dumps(result.to_json(), indent=2))
+    if wait:
+        wait_ready(url, wait)
+    click.echo(json.dumps(send(url, image, out).to_json(), indent=2))

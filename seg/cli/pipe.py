@@ -5,6 +5,8 @@ import sys
 
 import click
 
+from seg.cli.options import json_option, workers_option
+
 _SHOWN = 50
 _NAMES_HELP = "Comma-separated, image first: source-ref,<label>-ref"
 
@@ -16,13 +18,6 @@ def _names(ctx, param, value):
     return names
 
 
-def _errors():
-    from gt2seg.errors import Gt2SegError
-    from seg.errors import PipeError
-
-    return PipeError, Gt2SegError, OSError
-
-
 @click.command("pipe-feed")
 @click.argument("manifest")
 @click.option("--fifo-dir", required=True, type=click.Path(file_okay=False), help="Folder for <channel>_<epoch>.")
@@ -30,18 +25,15 @@ def _errors():
 @click.option("--epochs", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--attribute-names", required=True, callback=_names, help=_NAMES_HELP)
 @click.option("--wait-timeout", type=float, help="Seconds to wait for a reader (default: $SEG_PIPE_WAIT_TIMEOUT, 600).")
-@click.option("--workers", default=8, show_default=True, type=click.IntRange(min=1), help="Parallel object fetches.")
-@click.option("--json", "as_json", is_flag=True, help="Print the feed report as JSON.")
+@workers_option(8, "Parallel object fetches.")
+@json_option("Print the feed report as JSON.")
 def pipe_feed(manifest, fifo_dir, channel, epochs, attribute_names, wait_timeout, workers, as_json):
     """Stream MANIFEST into FIFOs as SageMaker Pipe mode does, one epoch per FIFO, so `seg train` runs locally."""
     from seg.pipe.feed import feed
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup of FIFOs on `kill`
-    try:
-        report = feed(manifest, fifo_dir, channel, epochs, attribute_names, wait_timeout=wait_timeout,
-                      workers=workers, progress=True)
-    except _errors() as exc:
-        raise click.ClickException(str(exc)) from None
+    report = feed(manifest, fifo_dir, channel, epochs, attribute_names, wait_timeout=wait_timeout, workers=workers,
+                  progress=True)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -53,16 +45,13 @@ def pipe_feed(manifest, fifo_dir, channel, epochs, attribute_names, wait_timeout
 @click.argument("manifest")
 @click.option("--attribute-names", required=True, callback=_names, help=_NAMES_HELP)
 @click.option("--num-classes", type=int, help="Also check that mask values are < C or 255.")
-@click.option("--workers", default=8, show_default=True, type=click.IntRange(min=1), help="Parallel object reads.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@workers_option(8, "Parallel object reads.")
+@json_option()
 def pipe_check(manifest, attribute_names, num_classes, workers, as_json):
     """Check an augmented manifest before a Pipe-mode job; exit 1 if any line would be dropped or fail."""
     from seg.pipe.check import check_manifest
 
-    try:
-        report = check_manifest(manifest, attribute_names, num_classes=num_classes, workers=workers, progress=True)
-    except _errors() as exc:
-        raise click.ClickException(str(exc)) from None
+    report = check_manifest(manifest, attribute_names, num_classes=num_classes, workers=workers, progress=True)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -6,14 +6,7 @@ import sys
 
 import click
 
-from seg.errors import ContractError, DataError, HyperparameterError
-
-
-def _known_errors():
-    from gt2seg.errors import Gt2SegError
-    from seg.errors import ModelError, TrainingError
-
-    return (HyperparameterError, ContractError, DataError, ModelError, TrainingError, Gt2SegError, OSError)
+from seg.cli.options import json_option
 
 
 @click.command()
@@ -25,44 +18,23 @@ def _known_errors():
 @click.option("--accept", default="image/png", show_default=True,
               help="With --batch-out: image/png or application/x-recordio-protobuf.")
 @click.option("--max-side", default=1024, show_default=True, help="Long side above which images are scaled down for the network.")
-@click.option("--json", "as_json", is_flag=True, help="Print the written files as JSON.")
+@json_option("Print the written files as JSON.")
 def predict(model, images, out, batch_out, accept, max_side, as_json):
     """Predict IMAGES (a file, a folder or an s3:// prefix): class-index PNG masks the size of each input
     plus overlays (--out), and/or Batch Transform outputs (--batch-out)."""
-    import tempfile
-
-    from seg.errors import ClientError, ServeConfigError
-    from seg.serve.batch import list_images, predict_files, transform_files
+    from seg.serve.batch import predict_images
     from seg.serve.predictor import Predictor
 
     if not (out or batch_out):
         raise click.UsageError("give --out (masks + overlays), --batch-out (Batch Transform outputs), or both")
-    result = {}
-    try:
-        with tempfile.TemporaryDirectory(prefix="seg-predict-") as scratch:
-            if images.startswith("s3://"):
-                from gt2seg.storage import download_tree
-
-                download_tree(images, scratch, progress=sys.stderr.isatty())
-                images = scratch
-            predictor = Predictor.load(model, max_side=max_side)
-            if out:
-                result["predictions"] = predict_files(predictor, images, out)
-            if batch_out:
-                report = transform_files(predictor, list_images(images), batch_out, accept=accept,
-                                         progress=sys.stderr.isatty())
-                result["batch"] = report.to_json()
-    except (ClientError, ServeConfigError) as exc:
-        raise click.ClickException(getattr(exc, "message", str(exc))) from None
-    except _known_errors() as exc:
-        raise click.ClickException(str(exc)) from None
+    report = predict_images(Predictor.load(model, max_side=max_side), images, out=out, batch_out=batch_out,
+                            accept=accept, progress=sys.stderr.isatty())
     if as_json:
-        click.echo(json.dumps(result if batch_out else result["predictions"], indent=2))
+        click.echo(json.dumps(report.to_json(), indent=2))
     else:
-        for item in result.get("predictions", []):
+        for item in report.predictions or []:
             click.echo(f"{item['image']} -> {item['mask']}")
-        for path in result.get("batch", {}).get("written", []):
-            click.echo(path)
-    failed = result.get("batch", {}).get("failed", [])
-    if failed:
-        raise click.ClickException("; ".join(f"{f['input']}: {f['error']}" for f in failed))
+        for path in report.batch.written if report.batch else []:
+            click.echo(str(path))
+    if report.failed:
+        raise click.ClickException(report.failure_summary())

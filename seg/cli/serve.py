@@ -3,16 +3,18 @@ from pathlib import Path
 
 import click
 
+from seg.cli.options import opt_ml_option, workers_option
+
 
 @click.command()
 @click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.option("--opt-ml", type=click.Path(path_type=Path), envvar="SEG_OPT_ML", default="/opt/ml", show_default=True,
-              help="Container root; without MODEL the model is read from <opt-ml>/model.")
+@opt_ml_option("Container root; without MODEL the model is read from <opt-ml>/model "
+               "(default: $SEG_OPT_ML, else /opt/ml).")
 @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--workers", default=1, show_default=True, envvar=["SEG_WORKERS", "SAGEMAKER_MODEL_SERVER_WORKERS"],
-              type=click.IntRange(1), help="Worker processes, each with its own copy of the model "
-              "(env SEG_WORKERS or SAGEMAKER_MODEL_SERVER_WORKERS).")
+@workers_option(1, "Worker processes, each with its own copy of the model "
+                "(env SEG_WORKERS or SAGEMAKER_MODEL_SERVER_WORKERS).",
+                envvar=["SEG_WORKERS", "SAGEMAKER_MODEL_SERVER_WORKERS"])
 @click.option("--max-pixels", default=4096 * 4096, show_default=True, envvar="SEG_MAX_PIXELS",
               type=click.IntRange(1), help="Larger images are refused with 413.")
 @click.option("--read-timeout", default=60, show_default=True, envvar="SEG_READ_TIMEOUT", type=click.IntRange(1),
@@ -25,12 +27,8 @@ def serve(model, opt_ml, host, port, workers, max_pixels, read_timeout, proxy):
     POST /invocations takes image/jpeg, image/png or application/x-image and answers a class-index
     PNG (Accept image/png, the default) or class probabilities (application/x-recordio-protobuf).
     """
-    from seg.errors import ServeConfigError
     from seg.jobs.contract import OptML
     from seg.serve.server import ServeConfig, run_server
 
     model_dir = model if model is not None else OptML(opt_ml).model_dir
-    try:
-        run_server(ServeConfig(model_dir, host, port, workers, max_pixels, read_timeout=read_timeout, proxy=proxy))
-    except ServeConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    run_server(ServeConfig(model_dir, host, port, workers, max_pixels, read_timeout=read_timeout, proxy=proxy))

@@ -11,7 +11,7 @@ from seg.errors import DataError
 
 
 class LabelMap:
-    """Pixel value → class index, from a SageMaker label_map JSON (SAGEMAKER_SPEC §1.4).
+    """Pixel value → class index, from a SageMaker label_map JSON (docs/CONTRACTS.md, "label_map JSON").
 
     `{"scale": n}` (int or string): class = pixel // n. `{"map": {"<class index>": <pixel value>}}`: the key is
     the *class*, the value the *pixel* found in the PNG (AWS's example: map {"0": 5, "1": 0, "2": 2} turns

@@ -1,4 +1,4 @@
-"""The SageMaker container contract: which files live where under `/opt/ml` (SAGEMAKER_SPEC §5.4).
+"""The SageMaker container contract: which files live where under `/opt/ml` (docs/CONTRACTS.md, "/opt/ml").
 
 The one place that knows these paths. The root is `--opt-ml`, else `$SEG_OPT_ML`, else `/opt/ml`, so tests
 and users can run the training-job contract in any folder. No MXNet import here.
@@ -14,7 +14,8 @@ from typing import Optional
 from seg.errors import ContractError
 
 DEFAULT_ROOT = "/opt/ml"
-FAILURE_LIMIT = 1024  # SageMaker keeps the first 1024 characters as FailureReason
+FAILURE_LIMIT = 1024  # SageMaker keeps the first 1024 characters of output/failure as FailureReason
+_CLIPPED = " [...] (full text below)"
 
 
 def resolve_root(opt_ml: Optional[str] = None) -> Path:
@@ -79,10 +80,6 @@ class OptML:
         return self.output_dir / "failure"
 
     @property
-    def output_data_dir(self) -> Path:
-        return self.output_dir / "data"
-
-    @property
     def checkpoints_dir(self) -> Path:
         return self.root / "checkpoints"
 
@@ -122,7 +119,16 @@ class OptML:
         """resourceconfig.json ({"current_host", "hosts", ...}), or None on a local run."""
         return self._json(self.resourceconfig_path, required=False)
 
-    def write_failure(self, reason: str) -> None:
-        """The reason in plain words; SageMaker shows its first 1024 characters as FailureReason."""
-        text = reason.strip() + "\n"
-        write_atomic(self.failure_path, text.encode("utf-8"))
+    def write_failure(self, reason: str, details: str = "") -> None:
+        """The reason in plain words, then `details` (a traceback). SageMaker shows the first FAILURE_LIMIT
+        characters as FailureReason, so a longer reason is clipped there with a marker and repeated in full."""
+        write_atomic(self.failure_path, failure_text(reason, details).encode("utf-8"))
+
+
+def failure_text(reason: str, details: str = "") -> str:
+    """output/failure's text: its first FAILURE_LIMIT characters are the reason alone, nothing is lost."""
+    reason, details = reason.strip(), details.strip()
+    if len(reason) > FAILURE_LIMIT:
+        details = "\n\n".join(filter(None, (reason, details)))
+        reason = reason[:FAILURE_LIMIT - len(_CLIPPED)] + _CLIPPED
+    return "\n\n".join(filter(None, (reason, details))) + "\n"

@@ -100,8 +100,8 @@ def require_s3(request: dict) -> None:
         uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
         if not uri.startswith("s3://"):
             raise JobError(f"channel {channel['ChannelName']} reads {uri}, a local path: a training job reads from "
-                           "S3. Convert with --s3-prefix s3://BUCKET/PREFIX, gt2seg upload to it, and pass that "
-                           "prefix (or --s3-prefix)")
+                           "S3. Convert with s3_prefix=s3://BUCKET/PREFIX, gt2seg upload to it, and pass that "
+                           "prefix (or s3_prefix=s3://BUCKET/PREFIX)")
 
 
 def job_hyperparameters(raw: dict, layout: Layout, image: str) -> dict:
@@ -117,7 +117,7 @@ def job_hyperparameters(raw: dict, layout: Layout, image: str) -> dict:
             extensions.insert(0, f"backbone={hp.backbone}")
         if extensions:
             raise JobError(f"{', '.join(extensions)}: seg extensions the built-in algorithm rejects; drop them or "
-                           "use --image container")
+                           "use image=container")
     return {k: str(v) for k, v in values.items()}
 
 
@@ -142,12 +142,12 @@ def image_uri(options: JobOptions) -> str:
     if options.image_uri:
         return options.image_uri
     if options.image == "container":
-        raise JobError("--image container needs --image-uri: the ECR URI where you pushed docs/container/'s image")
+        raise JobError("image=container needs image_uri=URI: the ECR URI where you pushed docs/container/'s image")
     region = options.region
     if region not in BUILTIN_REGISTRIES:
         known = ", ".join(sorted(BUILTIN_REGISTRIES))
-        raise JobError(f"no built-in semantic-segmentation image known for region {region!r}; set --region "
-                       f"(or AWS_REGION) to one of {known}, or pass --image-uri")
+        raise JobError(f"no built-in semantic-segmentation image known for region {region!r}; set region=NAME "
+                       f"(or AWS_REGION) to one of {known}, or pass image_uri=URI")
     domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
     return f"{BUILTIN_REGISTRIES[region]}.dkr.ecr.{region}.{domain}/semantic-segmentation:1"
 
@@ -191,7 +191,7 @@ def create_training_job(request: dict) -> str:
     from botocore.exceptions import BotoCoreError, ClientError
 
     if "RoleArn" not in request:
-        raise JobError("a training job needs an execution role: pass --role arn:aws:iam::ACCOUNT:role/NAME")
+        raise JobError("a training job needs an execution role: pass role_arn=arn:aws:iam::ACCOUNT:role/NAME")
     try:
         return boto3.client("sagemaker").create_training_job(**request)["TrainingJobArn"]
     except (BotoCoreError, ClientError) as exc:

@@ -11,7 +11,7 @@ from pathlib import Path
 import mxnet as mx
 
 from seg.config import Hyperparameters, parse_hyperparameters
-from seg.data.classes import default_classes, load_classes
+from seg.data.classes import load_classes
 from seg.errors import HyperparameterError, ModelError
 from seg.jobs.contract import write_atomic
 from seg.models.nets import SegNet, build_network
@@ -20,7 +20,7 @@ PARAMS, HYPERPARAMETERS, CLASSES = "model.params", "hyperparameters.json", "clas
 
 EXPORT_PREFIX = "model"  # → model-symbol.json, model-0000.params
 
-MUST_MATCH = ("backbone", "algorithm", "crop_size", "num_classes")  # incremental training (SAGEMAKER_SPEC §1.5)
+MUST_MATCH = ("backbone", "algorithm", "crop_size", "num_classes")  # docs/CONTRACTS.md, "Incremental training"
 
 
 @dataclass
@@ -69,21 +69,6 @@ def save_artifact(params_path, hp: Hyperparameters, classes: list, model_dir) ->
     write_atomic(model_dir / CLASSES, json.dumps(classes, indent=2).encode())
     export_symbol(net, stored_hp, model_dir)
     return model_dir
-
-
-def save_random_artifact(model_dir, num_classes=3, backbone="resnet-18", algorithm="fcn", crop_size=64,
-                         classes=None, seed=0) -> Path:
-    """A complete artifact with freshly initialised weights: for tests of predict/serve that need no training."""
-    mx.random.seed(seed)
-    hp = parse_hyperparameters({
-        "num_classes": num_classes, "num_training_samples": 1, "backbone": backbone, "algorithm": algorithm,
-        "crop_size": crop_size, "base_size": crop_size, "use_pretrained_model": False,
-    })
-    net = build_network(hp)
-    with tempfile.TemporaryDirectory() as tmp:
-        params = Path(tmp) / PARAMS
-        save_params(net, params)
-        return save_artifact(params, hp, classes or default_classes(num_classes), model_dir)
 
 
 def unpack_model_dir(path, scratch) -> Path:

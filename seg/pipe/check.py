@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from gt2seg.classes import IGNORE
 from seg.data.batching import ordered_map
 from seg.errors import AugmentedManifestError, PipeError
 from gt2seg import jsonl
@@ -39,7 +40,7 @@ class CheckReport:
         return not self.problems and self.lines > 0
 
     def channel_config(self) -> dict:
-        """The channel settings SageMaker needs for this manifest (ANCHORS pain points 1-2)."""
+        """The channel settings SageMaker needs for this manifest (docs/CONTRACTS.md, "Pipe mode")."""
         return {"InputMode": "Pipe", "S3DataType": "AugmentedManifestFile",
                 "AttributeNames": self.attribute_names, "RecordWrapperType": "RecordIO",
                 "ContentType": "application/x-recordio"}
@@ -93,10 +94,10 @@ def _check_pair(obj: dict, number: int, names: list[str], num_classes: int | Non
                                                            "indices, save masks as PNG"))
         elif num_classes is not None:
             values = np.unique(np.asarray(img))
-            bad = values[(values >= num_classes) & (values != 255)]
+            bad = values[(values >= num_classes) & (values != IGNORE)]
             if bad.size:
                 problems.append(CheckProblem(number, names[1], f"mask values {bad.tolist()[:10]} are not class "
-                                                               f"indices 0..{num_classes - 1} or 255 (ignore)"))
+                                                               f"indices 0..{num_classes - 1} or {IGNORE} (ignore)"))
         if "image" in decoded and decoded["image"][2] != size:
             problems.append(CheckProblem(number, names[1], f"mask is {size[0]}x{size[1]} but the image is "
                                                            f"{decoded['image'][2][0]}x{decoded['image'][2][1]}"))
@@ -117,8 +118,8 @@ def check_manifest(manifest, attribute_names: list[str], *, num_classes: int | N
         return report
     report.problems += [CheckProblem(None, n, "attributes streamed as objects must end in '-ref'")
                         for n in attribute_names if not n.endswith("-ref")]
-    if num_classes is not None and not 1 <= num_classes <= 255:
-        raise PipeError(f"--num-classes must be 1..255, got {num_classes}")
+    if num_classes is not None and not 1 <= num_classes <= IGNORE:
+        raise PipeError(f"num_classes={num_classes}: must be 1..{IGNORE}")
     try:
         text = read_bytes(manifest).decode("utf-8")
     except UnicodeDecodeError as exc:

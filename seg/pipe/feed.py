@@ -62,8 +62,9 @@ def _open_writer(path: Path, timeout: float) -> int:
             if exc.errno != errno.ENXIO:
                 raise
         if time.monotonic() >= deadline:
-            raise PipeTimeout(f"no reader opened {path} within {timeout:g} s; is the trainer running with this "
-                              "--fifo-dir and channel? (raise --wait-timeout if it is busy with another channel)")
+            raise PipeTimeout(f"no reader opened {path} within {timeout:g} s; is the trainer running and reading "
+                              f"fifo_dir={path.parent}? (raise wait_timeout=SECONDS if it is busy with another "
+                              "channel)")
         time.sleep(POLL_INTERVAL)
     try:
         import fcntl
@@ -113,7 +114,7 @@ def feed(manifest, fifo_dir, channel: str, epochs: int, attribute_names: list[st
     rows = read_manifest(manifest, attribute_names)
     fifo_dir = Path(fifo_dir)
     if not fifo_dir.is_dir():
-        raise PipeError(f"--fifo-dir {fifo_dir} is not a folder; create it (SageMaker uses /opt/ml/input/data)")
+        raise PipeError(f"fifo_dir={fifo_dir} is not a folder; create it (SageMaker uses /opt/ml/input/data)")
     report = FeedReport(channel, epochs, len(rows), len(rows) * len(attribute_names), 0)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="pipe-feed") as pool:
         for epoch in range(epochs):

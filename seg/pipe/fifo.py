@@ -58,7 +58,7 @@ class _FifoRaw(io.RawIOBase):
         while True:
             if not self._poll.poll(self.timeout * 1000):
                 raise PipeTimeout(f"{self.path}: no data from the writer for {self.timeout:g} s; is the feeder "
-                                  "(SageMaker or `seg pipe-feed`) still running? (raise --wait-timeout / "
+                                  "(SageMaker or `seg pipe-feed`) still running? (raise wait_timeout=SECONDS or "
                                   "$SEG_PIPE_WAIT_TIMEOUT if it is just slow)")
             try:
                 return os.readv(self.fd, [buffer])

@@ -1,7 +1,7 @@
 """Augmented manifests as Pipe mode reads them: one JSON object per line, attributes by name.
 
 Shared by the local feeder and the pre-upload check, so both say the same
-thing about a missing or misspelt attribute (ANCHORS pain points 2 and 18).
+thing about a missing or misspelt attribute (docs/CONTRACTS.md, "Pipe mode").
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def read_manifest(manifest, attribute_names: list[str]) -> list[list[tuple[bool,
     from gt2seg.storage import read_bytes
 
     if not attribute_names:
-        raise AugmentedManifestError("AttributeNames is empty; pass e.g. --attribute-names source-ref,<label>-ref")
+        raise AugmentedManifestError("AttributeNames is empty; pass e.g. attribute_names=source-ref,<label>-ref")
     where = str(manifest)
     try:
         text = read_bytes(manifest).decode("utf-8")

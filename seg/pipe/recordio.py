@@ -1,4 +1,4 @@
-"""MXNet/dmlc RecordIO framing (SAGEMAKER_SPEC §2.4), in pure Python.
+"""MXNet/dmlc RecordIO framing (docs/CONTRACTS.md, "RecordIO framing"), in pure Python.
 
 Pipe mode streams and the RecordIO-protobuf inference responses both use this framing; doing it without
 MXNet keeps `import seg.pipe.recordio` light and lets us read a FIFO, which `mxnet.recordio` (files only)
@@ -55,11 +55,6 @@ def pack(payload: bytes) -> bytes:
         start = hit + 4
     pieces += _part(3 if start else 0, payload[start:] if start else payload)
     return b"".join(pieces)
-
-
-def write_record(stream: BinaryIO, payload: bytes) -> None:
-    """Write one framed record to a binary stream."""
-    stream.write(pack(payload))
 
 
 def _read_exact(read, size: int) -> bytes:

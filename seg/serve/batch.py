@@ -9,7 +9,7 @@ if TYPE_CHECKING:
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from PIL import Image
 
@@ -96,4 +96,50 @@ def transform_files(predictor, paths: Sequence[Path], out_dir: Path, *, accept: 
         target = out_dir / f"{path.name}.out"
         write_atomic(target, data)
         report.written.append(target)
+    return report
+
+
+@dataclass
+class PredictReport:
+    """What ``predict_images`` wrote: masks + overlays (``predictions``), Batch Transform outputs (``batch``)."""
+
+    predictions: Optional[list] = None  # [{"image", "mask", "overlay"}], with ``out``
+    batch: Optional[TransformReport] = None  # with ``batch_out``
+
+    @property
+    def failed(self) -> list:
+        """(input path, message) of every Batch Transform input that got no output."""
+        return self.batch.failed if self.batch else []
+
+    def failure_summary(self) -> str:
+        return "; ".join(f"{path}: {message}" for path, message in self.failed)
+
+    def to_json(self):
+        """``{"predictions": [...], "batch": {...}}``; just the predictions list when there is no batch output."""
+        if self.batch is None:
+            return self.predictions
+        return {**({"predictions": self.predictions} if self.predictions is not None else {}),
+                "batch": self.batch.to_json()}
+
+
+def predict_images(predictor: Predictor, images, *, out=None, batch_out=None, accept: str = PNG,
+                   progress: bool = False) -> PredictReport:
+    """Masks + overlays into ``out`` and/or Batch Transform outputs into ``batch_out`` for ``images``: a file,
+    a folder, or an s3:// prefix (downloaded to a temporary folder first, removed afterwards)."""
+    import tempfile
+
+    if not (out or batch_out):
+        raise ServeConfigError("give out (masks + overlays), batch_out (Batch Transform outputs), or both")
+    report = PredictReport()
+    with tempfile.TemporaryDirectory(prefix="seg-predict-") as scratch:
+        if str(images).startswith("s3://"):
+            from gt2seg.storage import download_tree
+
+            download_tree(str(images), scratch, progress=progress)
+            images = scratch
+        if out:
+            report.predictions = predict_files(predictor, images, out)
+        if batch_out:
+            report.batch = transform_files(predictor, list_images(images), batch_out, accept=accept,
+                                           progress=progress)
     return report

@@ -4,12 +4,13 @@ from __future__ import annotations
 import gc
 import logging
 import tempfile
+import traceback
 from pathlib import Path
 from typing import Optional
 
 import mxnet as mx
 
-from seg.errors import TrainingError
+from seg.errors import TrainingError, is_expected
 from seg.train.distributed import _stop, start_parameter_servers
 from seg.train.loop import Inputs, TrainResult, train
 
@@ -57,7 +58,10 @@ def train_layout(data, model_dir, hyperparameters: dict, checkpoint_dir=None, pr
 
 
 def run_training_job(opt, progress=False) -> TrainResult:
-    """The SageMaker training entry point over an OptML root; any failure lands in output/failure, then re-raises."""
+    """The SageMaker training entry point over an OptML root; any failure lands in output/failure, then re-raises.
+
+    An expected failure (`seg.errors.is_expected`) writes its message; a bug writes its type, message and traceback.
+    """
     from seg.config import parse_hyperparameters
 
     try:
@@ -87,6 +91,8 @@ def run_training_job(opt, progress=False) -> TrainResult:
             gc.collect()
             _stop(servers)
     except Exception as exc:  # the contract: every failure is reported in output/failure
-        known = isinstance(exc, (ValueError, TrainingError)) or type(exc).__module__.startswith(("seg", "gt2seg"))
-        opt.write_failure(str(exc) if known else f"internal error: {type(exc).__name__}: {exc}")
+        if is_expected(exc):
+            opt.write_failure(str(exc))
+        else:
+            opt.write_failure(f"unexpected {type(exc).__name__} (a bug in seg): {exc}", traceback.format_exc())
         raise

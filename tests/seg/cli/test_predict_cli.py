@@ -13,7 +13,7 @@ pytestmark = pytest.mark.mxnet
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    from seg.models.artifact import save_random_artifact
+    from artifacts import save_random_artifact
 
     return save_random_artifact(tmp_path_factory.mktemp("model") / "model", num_classes=3)
 
@@ -58,3 +58,12 @@ def test_predict_needs_an_output(tmp_path, model):
 def test_unsupported_accept_is_a_clear_error(tmp_path, model):
     result = seg("predict", model, _images(tmp_path / "in"), "--batch-out", tmp_path / "b", "--accept", "text/csv")
     assert result.returncode == 1 and "text/csv" in result.stderr
+
+
+def test_inputs_that_fail_are_listed_after_the_outputs_and_exit_1(tmp_path, model):
+    images = _images(tmp_path / "in", sizes=((40, 30),))
+    (images / "broken.jpg").write_bytes(b"not an image")
+    result = seg("predict", model, images, "--batch-out", tmp_path / "b", "--json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["batch"]["written"] == [str(tmp_path / "b" / "img0.jpg.out")]
+    assert result.stderr.startswith(f"Error: {images / 'broken.jpg'}: ") and len(result.stderr.splitlines()) == 1

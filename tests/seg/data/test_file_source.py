@@ -1,13 +1,10 @@
-"""File-mode data: decoding, label maps (both SageMaker forms), augmentation, batching, the /opt/ml paths."""
+"""File-mode data: decoding, label maps (both SageMaker forms), augmentation, batching."""
 import io
-import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from seg.errors import ContractError
-from seg.jobs.contract import OptML
 from gt2seg.classes import IGNORE
 from seg.errors import DataError
 from seg.data.files import FileSource, pair_files
@@ -144,23 +141,6 @@ def test_unpaired_files_are_named(tmp_path):
     (root / "train_annotation" / "train_0001.png").unlink()
     with pytest.raises(DataError, match="train_0001"):
         pair_files(root / "train", root / "train_annotation")
-
-
-def test_opt_ml_paths_and_failure_file(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEG_OPT_ML", str(tmp_path))
-    opt = OptML()
-    assert opt.hyperparameters_path == tmp_path / "input/config/hyperparameters.json"
-    assert opt.channel_dir("train") == tmp_path / "input/data/train"
-    assert (opt.model_dir, opt.checkpoints_dir) == (tmp_path / "model", tmp_path / "checkpoints")
-    assert opt.hyperparameters() == {} and opt.input_mode("train") == "File"
-    opt.config_dir.mkdir(parents=True)
-    opt.inputdataconfig_path.write_text(json.dumps({"train": {"TrainingInputMode": "Pipe"}}))
-    assert opt.input_mode("train") == "Pipe"
-    opt.hyperparameters_path.write_text("{broken")
-    with pytest.raises(ContractError, match="hyperparameters.json"):
-        opt.hyperparameters()
-    opt.write_failure("disk full")
-    assert opt.failure_path.read_text() == "disk full\n"
 
 
 def test_truncated_training_image_is_refused_even_after_gluoncv_relaxed_pillow():

@@ -9,7 +9,8 @@ mx = pytest.importorskip("mxnet")
 from seg.config import parse_hyperparameters
 from seg.errors import ModelError, PretrainedWeightsError
 from seg.models.nets import build_network
-from seg.models.artifact import check_compatible, load_artifact, save_artifact, save_params, save_random_artifact
+from seg.models.artifact import check_compatible, load_artifact, save_artifact, save_params
+from artifacts import save_random_artifact
 from seg.models.pretrained import resolve_pretrained
 from seg.serve.predictor import Predictor
 from seg.train.loop import seg_loss

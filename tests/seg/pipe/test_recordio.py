@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from seg.pipe.recordio import MAGIC_BYTES, iter_records, pack, write_record
+from seg.pipe.recordio import MAGIC_BYTES, iter_records, pack
 from seg.errors import RecordIOError
 
 # payloads that exercise padding (lengths 0..3 mod 4) and splitting (magic at aligned / unaligned offsets)
@@ -29,7 +29,7 @@ PAYLOADS = [
 def _stream(payloads):
     buf = io.BytesIO()
     for p in payloads:
-        write_record(buf, p)
+        buf.write(pack(p))
     return buf.getvalue()
 
 

@@ -19,7 +19,7 @@ PARAMS = ExecutionParameters(1, "SINGLE_RECORD", 6)
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from seg.models.artifact import save_random_artifact
+    from artifacts import save_random_artifact
 
     return save_random_artifact(tmp_path_factory.mktemp("model"), num_classes=3, seed=5)
 

@@ -174,6 +174,21 @@ def test_missing_validation_channel_is_reported(tmp_path, layout):
     assert "validation" in job.failure_path.read_text()
 
 
+def test_a_bug_writes_its_traceback_after_the_reason_in_the_failure_file(tmp_path, layout, monkeypatch):
+    import seg.train.entry
+
+    def broken_loop(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(seg.train.entry, "train", broken_loop)
+    job = _opt_ml(tmp_path, layout, TINY)
+    with pytest.raises(RuntimeError):
+        run_training_job(job)
+    text = job.failure_path.read_text()
+    assert text.startswith("unexpected RuntimeError (a bug in seg): boom\n\nTraceback (most recent call last):")
+    assert 'raise RuntimeError("boom")' in text
+
+
 def test_early_stopping_waits_for_min_epochs_and_patience():
     hp = parse_hyperparameters({"num_classes": 3, "num_training_samples": 1, "early_stopping": "True",
                                 "early_stopping_min_epochs": 4, "early_stopping_patience": 2,
@@ -198,7 +213,7 @@ def test_train_from_an_s3_layout(tmp_path, layout, s3, s3_bucket):
 
 
 def test_cli_predict_writes_masks_and_overlays_at_each_input_size(tmp_path):
-    from seg.models.artifact import save_random_artifact
+    from artifacts import save_random_artifact
 
     model = save_random_artifact(tmp_path / "model")
     (tmp_path / "images").mkdir()

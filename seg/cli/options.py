@@ -1,0 +1,38 @@
+"""Options several `seg` commands share, defined once: `--json`, `--hp-file`, `--opt-ml`, `--workers`."""
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def json_option(help: str = "Print the report as JSON."):
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def _read_hp_file(ctx, param, handle) -> dict:
+    """The file's JSON object of hyperparameters (SageMaker's hyperparameters.json shape); {} without one."""
+    if handle is None:
+        return {}
+    try:
+        values = json.load(handle)
+    except ValueError as exc:
+        raise click.BadParameter(f"{handle.name} is not JSON: {exc}") from None
+    if not isinstance(values, dict):
+        raise click.BadParameter(f'{handle.name} must hold a JSON object like {{"epochs": "10", "crop_size": "240"}}')
+    return values
+
+
+def hp_file_option(help: str):
+    """`--hp-file FILE` (or `-` for stdin), parsed to a dict before the command runs."""
+    return click.option("--hp-file", "hyperparameters", type=click.File("r"), callback=_read_hp_file, help=help)
+
+
+def opt_ml_option(help: str = "Root of the SageMaker contract (default: $SEG_OPT_ML, else /opt/ml)."):
+    """`--opt-ml DIR`; unset, `seg.jobs.contract.OptML` falls back to $SEG_OPT_ML, then /opt/ml."""
+    return click.option("--opt-ml", envvar="SEG_OPT_ML", type=click.Path(file_okay=False), help=help)
+
+
+def workers_option(default: int, help: str, **kwargs):
+    return click.option("--workers", default=default, show_default=True, type=click.IntRange(min=1), help=help,
+                        **kwargs)
