@@ -17,18 +17,20 @@ def _known_errors():
 
 
 @click.command()
-@click.argument("model", type=click.Path(exists=True))
+@click.argument("model")
 @click.argument("data", type=click.Path(exists=True, file_okay=False))
 @click.option("--split", type=click.Choice(["validation", "train"]), default="validation", show_default=True)
 @click.option("--max-side", default=1024, show_default=True)
+@click.option("--classes", "classes_path", type=click.Path(exists=True, dir_okay=False),
+              help="classes.json naming the model's classes (default: the model's own, else class_0..C-1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate(model, data, split, max_side, as_json):
+def evaluate(model, data, split, max_side, classes_path, as_json):
     """mIOU, pixel accuracy and per-class IoU of MODEL on a layout folder's split, at full image size."""
     from seg.evaluate import evaluate_layout
     from seg.serve.predictor import Predictor
 
     try:
-        predictor = Predictor.load(model, max_side=max_side)
+        predictor = Predictor.load(model, max_side=max_side, classes_path=classes_path)
         metrics = evaluate_layout(predictor, data, split, progress=sys.stderr.isatty())
     except _known_errors() as exc:
         raise click.ClickException(str(exc)) from None

@@ -17,7 +17,7 @@ def _known_errors():
 
 
 @click.command()
-@click.argument("model", type=click.Path(exists=True))
+@click.argument("model")
 @click.argument("images")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for <stem>.png and <stem>_overlay.png.")
 @click.option("--batch-out", type=click.Path(file_okay=False),
@@ -25,8 +25,10 @@ def _known_errors():
 @click.option("--accept", default="image/png", show_default=True,
               help="With --batch-out: image/png or application/x-recordio-protobuf.")
 @click.option("--max-side", default=1024, show_default=True, help="Long side above which images are scaled down for the network.")
+@click.option("--classes", "classes_path", type=click.Path(exists=True, dir_okay=False),
+              help="classes.json naming the model's classes (default: the model's own, else class_0..C-1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the written files as JSON.")
-def predict(model, images, out, batch_out, accept, max_side, as_json):
+def predict(model, images, out, batch_out, accept, max_side, classes_path, as_json):
     """Predict IMAGES (a file, a folder or an s3:// prefix): class-index PNG masks the size of each input
     plus overlays (--out), and/or Batch Transform outputs (--batch-out)."""
     import tempfile
@@ -45,7 +47,7 @@ def predict(model, images, out, batch_out, accept, max_side, as_json):
 
                 download_tree(images, scratch, progress=sys.stderr.isatty())
                 images = scratch
-            predictor = Predictor.load(model, max_side=max_side)
+            predictor = Predictor.load(model, max_side=max_side, classes_path=classes_path)
             if out:
                 result["predictions"] = predict_files(predictor, images, out)
             if batch_out:

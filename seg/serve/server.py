@@ -5,7 +5,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Optional
 
 from seg.errors import ServeConfigError
 from seg.serve.app import InferenceApp
@@ -24,6 +24,7 @@ class ServeConfig:
     workers: int = 1
     max_pixels: int = DEFAULT_MAX_PIXELS
     timeout: int = 120  # seconds one request may take before gunicorn replaces the worker
+    classes_path: Optional[Path] = None  # classes.json overriding the model's own
 
 
 def _exit_worker(exc: BaseException) -> None:
@@ -42,8 +43,8 @@ def run_server(config: ServeConfig, environ: Mapping[str, str] = os.environ) -> 
     """
     from gunicorn.app.base import BaseApplication
 
-    model_dir = Path(config.model_dir)
-    if not model_dir.exists():
+    model_dir = config.model_dir  # a path, or an s3:// URI that each worker fetches
+    if not str(model_dir).startswith("s3://") and not Path(model_dir).exists():
         raise ServeConfigError(f"model {model_dir} does not exist; pass the folder `seg train` wrote or its "
                                f"model.tar.gz (or --opt-ml DIR whose model/ holds it)")
     if config.workers < 1 or config.max_pixels < 1:
@@ -64,7 +65,8 @@ def run_server(config: ServeConfig, environ: Mapping[str, str] = os.environ) -> 
         from seg.serve.predictor import Predictor
 
         gpus = mx.context.num_gpus()
-        return Predictor.load(model_dir, ctx=mx.gpu(worker.get("number", 0) % gpus) if gpus else mx.cpu())
+        return Predictor.load(model_dir, ctx=mx.gpu(worker.get("number", 0) % gpus) if gpus else mx.cpu(),
+                              classes_path=config.classes_path)
 
     class Server(BaseApplication):
         def load_config(self):
