@@ -248,6 +248,8 @@ def build_network(hp: Hyperparameters, ctx=None, pretrained_path=None, norm_laye
             getattr(net, name).initialize(_init(), ctx=ctx)
             # fresh decoder learns faster than the backbone (GluonCV)
             getattr(net, name).collect_params().setattr("lr_mult", 10)
+    if hasattr(net, "auxlayer") and not aux_output:  # kept for the built-in's structure, not trained
+        net.auxlayer.collect_params().setattr("grad_req", "null")
     if not pretrained_path:  # GluonCV's convs infer in_channels: one small forward materialises them
         net(mx.nd.zeros((1, 3, 32, 32), ctx=ctx[0]))
     return net
