@@ -8,7 +8,7 @@ EXTRAS ?= cpu,test
 # Bit-identical MXNet runs need one thread; speed wants all cores.
 NPROC  := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: help venv test test-fast bench bench-convert bench-train bench-pipe bench-serve bench-reliability bench-hostile clean
+.PHONY: help venv test test-fast bench bench-convert bench-train bench-pipe bench-serve bench-reliability bench-hostile bench-builtin-serve clean
 
 help: ## list targets and variables
 	@echo "targets:"
@@ -30,7 +30,7 @@ test: venv ## run the whole test suite
 test-fast: venv ## tests that do not train
 	$(PY) -m pytest -q -ra -m "not slow" $(PYTEST_ARGS)
 
-bench: bench-convert bench-pipe bench-serve bench-hostile bench-train ## every benchmark (figures go in README)
+bench: bench-convert bench-pipe bench-serve bench-hostile bench-builtin-serve bench-train ## every benchmark (figures go in README)
 
 bench-convert: venv ## gt2seg convert vs bare Pillow, 1 vs all workers, peak RSS
 	$(PY) benchmarks/bench_convert.py $(BENCH_ARGS)
@@ -46,6 +46,9 @@ bench-serve: venv ## /invocations latency vs bare forward, throughput
 
 bench-hostile: venv ## /ping, valid p95 and 5xx under 2 and 20 slow clients + 8 valid threads, DURATION s each [60]
 	$(PY) benchmarks/bench_serve_hostile.py --seconds $(or $(DURATION),60) $(BENCH_ARGS)
+
+bench-builtin-serve: venv ## serving a built-in model.tar.gz vs seg's artifact of the same weights
+	$(PY) benchmarks/bench_builtin_serve.py $(BENCH_ARGS)
 
 bench-train: venv ## training step vs bare GluonCV step, loader vs step throughput
 	OMP_NUM_THREADS=$(NPROC) $(PY) benchmarks/bench_train.py $(BENCH_ARGS)

@@ -5,8 +5,8 @@ typed values. Both are accepted, and everything is checked up front so that a ty
 after an hour of training. Names, defaults and ranges follow the built-in (docs/CONTRACTS.md, "Hyperparameters").
 
 Extensions beyond the built-in (marked `extension` below): `resnet-18`/`resnet-34` backbones (heads sized
-to the backbone, for CPU), `seed`, `data_workers`, `hybridize`, `kvstore` and `model_store` (where
-pretrained backbone weights are looked up). No MXNet import here.
+to the backbone, for CPU), `seed`, `data_workers`, `hybridize`, `kvstore`, `model_store` (where
+pretrained backbone weights are looked up) and `aux_loss_weight` (docs/BUILTIN_MODELS.md). No MXNet import here.
 """
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ ALGORITHMS = ("fcn", "psp", "deeplab")
 OPTIMIZERS = ("adam", "adagrad", "nag", "rmsprop", "sgd")
 LR_SCHEDULERS = ("poly", "cosine", "step")
 KVSTORES = ("device", "local", "dist_sync", "dist_device_sync", "dist_async")
+#: seg's own hyperparameters, which the built-in algorithm would reject.
+EXTENSION_HPS = ("seed", "data_workers", "hybridize", "kvstore", "model_store", "aux_loss_weight")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Hyperparameters:
     hybridize: bool = True
     kvstore: str = "device"
     model_store: str = ""
+    aux_loss_weight: float = 0.5  # GluonCV's auxiliary FCN head (ResNet-50/101); 0 trains without it
 
     def to_json(self) -> dict:
         """JSON-ready dict that `parse_hyperparameters` reads back to an equal object."""
@@ -178,6 +181,7 @@ _PARSERS = {
     "hybridize": lambda v: _bool("hybridize", v),
     "kvstore": lambda v: _choice("kvstore", v, KVSTORES),
     "model_store": lambda v: str(v).strip(),
+    "aux_loss_weight": lambda v: _float("aux_loss_weight", v, 0.0, 1.0),
 }
 assert set(_PARSERS) == {f.name for f in fields(Hyperparameters)}
 

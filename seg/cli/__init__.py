@@ -7,6 +7,7 @@ import click
 
 from seg.cli.errors import SegGroup
 from seg.cli.evaluate import evaluate
+from seg.cli.export import export
 from seg.cli.invoke import invoke
 from seg.cli.jobs import job_manifest, local_job, sagemaker_job
 from seg.cli.pipe import pipe_check, pipe_feed
@@ -26,5 +27,5 @@ def main(verbose):
 
 
 for command in (train, predict, evaluate, pipe_feed, pipe_check, serve, sagemaker_job, local_job, job_manifest,
-                invoke):
+                invoke, export):
     main.add_command(command)

@@ -6,21 +6,22 @@ import sys
 
 import click
 
-from seg.cli.options import json_option
+from seg.cli.options import classes_option, json_option
 
 
 @click.command()
-@click.argument("model", type=click.Path(exists=True))
+@click.argument("model")
 @click.argument("data", type=click.Path(exists=True, file_okay=False))
 @click.option("--split", type=click.Choice(["validation", "train"]), default="validation", show_default=True)
 @click.option("--max-side", default=1024, show_default=True)
+@classes_option()
 @json_option("Print the metrics as JSON.")
-def evaluate(model, data, split, max_side, as_json):
+def evaluate(model, data, split, max_side, classes_path, as_json):
     """mIOU, pixel accuracy and per-class IoU of MODEL on a layout folder's split, at full image size."""
     from seg.evaluate import evaluate_layout
     from seg.serve.predictor import Predictor
 
-    predictor = Predictor.load(model, max_side=max_side)
+    predictor = Predictor.load(model, max_side=max_side, classes_path=classes_path)
     metrics = evaluate_layout(predictor, data, split, progress=sys.stderr.isatty())
     report = metrics.to_json([c["name"] for c in predictor.classes])
     if as_json:

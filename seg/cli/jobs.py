@@ -23,14 +23,16 @@ _HP = hp_file_option("Hyperparameters JSON; num_classes and num_training_samples
 @click.option("--job-name", help="Default: seg-<UTC date>-<time>.")
 @click.option("--output-path", help="S3 prefix for model.tar.gz (default: <s3-prefix>-jobs/).")
 @click.option("--instance-type", default="ml.p3.2xlarge", show_default=True)
+@click.option("--model", "model_uri", help="Incremental training: s3:// URI of a model.tar.gz written by seg or the "
+              "built-in (same backbone, algorithm, crop_size and num_classes).")
 @click.option("--dry-run", is_flag=True, help="Print the CreateTrainingJob request as JSON; send nothing.")
 def sagemaker_job(layout, hyperparameters, mode, image, image_uri, s3_prefix, region, role_arn, job_name, output_path,
-                  instance_type, dry_run):
+                  instance_type, model_uri, dry_run):
     """Create a SageMaker training job for LAYOUT (gt2seg's output, local folder or s3:// prefix)."""
     from seg.jobs import sagemaker as sj
 
     options = sj.JobOptions(mode, image, image_uri, region or sj.default_region(), role_arn, job_name, output_path,
-                            instance_type)
+                            instance_type, model_uri)
     request = sj.build_request(sj.read_layout(layout, s3_prefix), hyperparameters, options)
     sj.require_s3(request)
     click.echo(json.dumps(request, indent=2) if dry_run else sj.create_training_job(request))

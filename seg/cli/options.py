@@ -36,3 +36,9 @@ def opt_ml_option(help: str = "Root of the SageMaker contract (default: $SEG_OPT
 def workers_option(default: int, help: str, **kwargs):
     return click.option("--workers", default=default, show_default=True, type=click.IntRange(min=1), help=help,
                         **kwargs)
+
+
+def classes_option():
+    """`--classes FILE`: class names for a model that carries none (the built-in's)."""
+    return click.option("--classes", "classes_path", type=click.Path(exists=True, dir_okay=False),
+                        help="classes.json naming the model's classes (default: the model's own, else class_0..C-1).")

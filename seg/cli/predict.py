@@ -6,11 +6,11 @@ import sys
 
 import click
 
-from seg.cli.options import json_option
+from seg.cli.options import classes_option, json_option
 
 
 @click.command()
-@click.argument("model", type=click.Path(exists=True))
+@click.argument("model")
 @click.argument("images")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for <stem>.png and <stem>_overlay.png.")
 @click.option("--batch-out", type=click.Path(file_okay=False),
@@ -18,8 +18,9 @@ from seg.cli.options import json_option
 @click.option("--accept", default="image/png", show_default=True,
               help="With --batch-out: image/png or application/x-recordio-protobuf.")
 @click.option("--max-side", default=1024, show_default=True, help="Long side above which images are scaled down for the network.")
+@classes_option()
 @json_option("Print the written files as JSON.")
-def predict(model, images, out, batch_out, accept, max_side, as_json):
+def predict(model, images, out, batch_out, accept, max_side, classes_path, as_json):
     """Predict IMAGES (a file, a folder or an s3:// prefix): class-index PNG masks the size of each input
     plus overlays (--out), and/or Batch Transform outputs (--batch-out)."""
     from seg.serve.batch import predict_images
@@ -27,8 +28,9 @@ def predict(model, images, out, batch_out, accept, max_side, as_json):
 
     if not (out or batch_out):
         raise click.UsageError("give --out (masks + overlays), --batch-out (Batch Transform outputs), or both")
-    report = predict_images(Predictor.load(model, max_side=max_side), images, out=out, batch_out=batch_out,
-                            accept=accept, progress=sys.stderr.isatty())
+    predictor = Predictor.load(model, max_side=max_side, classes_path=classes_path)
+    report = predict_images(predictor, images, out=out, batch_out=batch_out, accept=accept,
+                            progress=sys.stderr.isatty())
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:

@@ -1,13 +1,12 @@
 """seg serve: the SageMaker hosting contract (/ping, /invocations, /execution-parameters) on gunicorn."""
-from pathlib import Path
 
 import click
 
-from seg.cli.options import opt_ml_option, workers_option
+from seg.cli.options import classes_option, opt_ml_option, workers_option
 
 
 @click.command()
-@click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.argument("model", required=False)
 @opt_ml_option("Container root; without MODEL the model is read from <opt-ml>/model "
                "(default: $SEG_OPT_ML, else /opt/ml).")
 @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
@@ -21,8 +20,9 @@ from seg.cli.options import opt_ml_option, workers_option
               help="Seconds a client has to send its request header, and between two reads of its body.")
 @click.option("--proxy/--no-proxy", default=True, show_default=True,
               help="nginx in front of gunicorn (needs nginx); --no-proxy lets slow clients hold workers: debugging only.")
-def serve(model, opt_ml, host, port, workers, max_pixels, read_timeout, proxy):
-    """Serve MODEL (a folder `seg train` wrote) over HTTP until SIGTERM.
+@classes_option()
+def serve(model, opt_ml, host, port, workers, max_pixels, read_timeout, proxy, classes_path):
+    """Serve MODEL (a folder, model.tar.gz or s3:// URI; seg's or the built-in's) over HTTP until SIGTERM.
 
     POST /invocations takes image/jpeg, image/png or application/x-image and answers a class-index
     PNG (Accept image/png, the default) or class probabilities (application/x-recordio-protobuf).
@@ -31,4 +31,5 @@ def serve(model, opt_ml, host, port, workers, max_pixels, read_timeout, proxy):
     from seg.serve.server import ServeConfig, run_server
 
     model_dir = model if model is not None else OptML(opt_ml).model_dir
-    run_server(ServeConfig(model_dir, host, port, workers, max_pixels, read_timeout=read_timeout, proxy=proxy))
+    run_server(ServeConfig(model_dir, host, port, workers, max_pixels, read_timeout=read_timeout, proxy=proxy,
+                           classes_path=classes_path))

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Optional
 
-from seg.config import BUILTIN_BACKBONES, parse_hyperparameters
+from seg.config import BUILTIN_BACKBONES, EXTENSION_HPS, parse_hyperparameters
 from seg.errors import HyperparameterError, JobError
 
 BUILTIN_REGISTRIES = {
@@ -28,10 +28,9 @@ BUILTIN_REGISTRIES = {
     "sa-east-1": "855470959533", "us-east-1": "811284229777", "us-east-2": "825641698319",
     "us-gov-west-1": "226302683700", "us-west-1": "632365934929", "us-west-2": "433757028032",
 }
-#: seg's own hyperparameters that the built-in algorithm would reject.
-EXTENSION_HPS = ("seed", "data_workers", "hybridize", "kvstore", "model_store")
 FILE_CHANNELS = (("train", "image/jpeg"), ("validation", "image/jpeg"), ("train_annotation", "image/png"),
                  ("validation_annotation", "image/png"), ("label_map", "application/json"))
+MODEL_CONTENT_TYPE = "application/x-sagemaker-model"  # the `model` channel of incremental training (§1.5)
 #: What `seg train` logs each epoch (seg/train.py), for the container's MetricDefinitions.
 METRIC_DEFINITIONS = [
     {"Name": "train:loss", "Regex": r"train:loss=([0-9.eE+-]+)"},
@@ -53,6 +52,7 @@ class JobOptions:
     job_name: Optional[str] = None
     output_path: Optional[str] = None
     instance_type: str = "ml.p3.2xlarge"
+    model_uri: Optional[str] = None  # incremental training: a model.tar.gz from seg or the built-in (§1.5)
     volume_gb: int = 50
     max_runtime_s: int = 24 * 3600
 
@@ -174,7 +174,8 @@ def build_request(layout: Layout, hyperparameters: dict, options: JobOptions) ->
         "TrainingJobName": options.job_name or time.strftime("seg-%Y%m%d-%H%M%S"),
         "AlgorithmSpecification": algorithm,
         "HyperParameters": job_hyperparameters(hyperparameters, layout, options.image),
-        "InputDataConfig": input_data_config(layout, options.mode, options.image),
+        "InputDataConfig": input_data_config(layout, options.mode, options.image)
+        + ([_file_channel("model", options.model_uri, MODEL_CONTENT_TYPE)] if options.model_uri else []),
         "OutputDataConfig": {"S3OutputPath": options.output_path or f"{layout.s3_prefix}-jobs/"},
         "ResourceConfig": {"InstanceType": options.instance_type, "InstanceCount": 1,
                            "VolumeSizeInGB": options.volume_gb},

@@ -11,10 +11,20 @@ from pathlib import Path
 import mxnet as mx
 
 from seg.config import Hyperparameters, parse_hyperparameters
-from seg.data.classes import load_classes
+from seg.data.classes import default_classes, load_classes
 from seg.errors import HyperparameterError, ModelError
 from seg.jobs.contract import write_atomic
-from seg.models.nets import SegNet, build_network
+from seg.models.builtin import (
+    BUILTIN_HYPERPARAMETERS,
+    BUILTIN_PARAMS,
+    builtin_hyperparameters,
+    builtin_params_file,
+    detect_architecture,
+    mxnet_reason,
+    read_builtin_hyperparameters,
+    write_builtin_form,
+)
+from seg.models.nets import Architecture, SegNet, architecture_for, build_network
 
 PARAMS, HYPERPARAMETERS, CLASSES = "model.params", "hyperparameters.json", "classes.json"
 
@@ -28,13 +38,14 @@ class Artifact:
     net: SegNet
     hp: Hyperparameters
     classes: list
+    arch: Architecture
 
 
-def export_symbol(net: SegNet, hp: Hyperparameters, model_dir: Path) -> None:
+def export_symbol(net: SegNet, size: int, model_dir: Path) -> None:
     """Hybridize and export `model-symbol.json` + `model-0000.params` (atomically renamed into place)."""
     net.hybridize()
     ctx = list(net.collect_params().values())[0].list_ctx()[0]
-    net(mx.nd.zeros((1, 3, hp.crop_size, hp.crop_size), ctx=ctx))
+    net(mx.nd.zeros((1, 3, size, size), ctx=ctx))
     with tempfile.TemporaryDirectory(dir=model_dir, prefix=".export-") as tmp:
         net.export(os.path.join(tmp, EXPORT_PREFIX), epoch=0)
         for name in (f"{EXPORT_PREFIX}-symbol.json", f"{EXPORT_PREFIX}-0000.params"):
@@ -54,73 +65,153 @@ def save_params(net, path: Path) -> None:
             os.unlink(tmp)
 
 
-def save_artifact(params_path, hp: Hyperparameters, classes: list, model_dir) -> Path:
+def save_artifact(params_path, hp: Hyperparameters, classes: list, model_dir, arch: Architecture = None) -> Path:
     """Write the full artifact from a parameters file, via a clean CPU copy with plain BatchNorm.
 
     Exporting from a fresh copy keeps training state (SyncBatchNorm, GPU contexts) out of the artifact.
+    Networks with GluonCV's structure also get the built-in's model_algo-1 + hyperparams.json.
     """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     stored_hp = replace(hp, use_pretrained_model=False, model_store="")
-    net = build_network(stored_hp)
+    arch = arch or architecture_for(hp)
+    net = build_network(stored_hp, arch=arch)
     net.load_parameters(str(params_path), ctx=mx.cpu())
     save_params(net, model_dir / PARAMS)
+    if arch.builtin_compatible:
+        write_builtin_form(model_dir / PARAMS, stored_hp, model_dir)
     write_atomic(model_dir / HYPERPARAMETERS, json.dumps(stored_hp.to_json(), indent=2).encode())
     write_atomic(model_dir / CLASSES, json.dumps(classes, indent=2).encode())
-    export_symbol(net, stored_hp, model_dir)
+    export_symbol(net, stored_hp.crop_size, model_dir)
     return model_dir
 
 
-def unpack_model_dir(path, scratch) -> Path:
-    """The folder holding the artifact: `path` itself, or `scratch` after extracting a model.tar.gz in it."""
-    path = Path(path)
+def open_model(location, scratch) -> Path:
+    """The folder holding a model: `location` itself, or `scratch` after fetching (s3://) and extracting a
+    model.tar.gz (the file, or one inside the folder)."""
+    location = str(location)
+    scratch = Path(scratch)
+    scratch.mkdir(parents=True, exist_ok=True)
+    if location.startswith("s3://"):
+        location = str(_download(location, scratch / "download"))
+    path = Path(location)
+    if not path.exists():
+        raise ModelError(f"model {path} does not exist; pass a model folder, a model.tar.gz or an s3:// URI of one")
     tarball = path if path.is_file() else path / "model.tar.gz"
-    if (path / PARAMS).exists() or not tarball.is_file():
+    if path.is_dir() and ((path / PARAMS).is_file() or (path / BUILTIN_PARAMS).is_file() or not tarball.is_file()):
         return path
-    Path(scratch).mkdir(parents=True, exist_ok=True)
+    extract_tarball(tarball, scratch / "model")
+    return scratch / "model"
+
+
+def _download(uri: str, target: Path) -> Path:
+    """An s3:// model.tar.gz object, or a prefix holding a model folder or a model.tar.gz, copied to `target`."""
+    from gt2seg.errors import Gt2SegError
+    from gt2seg.storage import download_tree, exists, read_bytes
+
+    try:
+        if uri.endswith((".tar.gz", ".tgz")) or exists(uri):
+            write_atomic(target / "model.tar.gz", read_bytes(uri))
+            return target / "model.tar.gz"
+        download_tree(uri.rstrip("/") + "/", target)
+    except Gt2SegError as exc:
+        raise ModelError(f"model {uri}: {exc}") from None
+    return target
+
+
+def extract_tarball(tarball: Path, dest: Path) -> None:
+    """Extract a model.tar.gz; links, devices and entries that would land outside `dest` are refused
+    before anything is written."""
     try:
         with tarfile.open(tarball) as tar:
-            tar.extractall(scratch, filter="data")
-    except (tarfile.TarError, OSError) as exc:
+            members = tar.getmembers()
+            for member in members:
+                target = os.path.normpath(os.path.join(dest, member.name))
+                if member.issym() or member.islnk():
+                    raise ModelError(f"{tarball}: entry {member.name!r} is a link; a model.tar.gz holds plain files "
+                                     "only: repack it without links")
+                if os.path.isabs(member.name) or not (target + os.sep).startswith(os.path.normpath(dest) + os.sep):
+                    raise ModelError(f"{tarball}: entry {member.name!r} would be written outside the extraction "
+                                     "folder; repack it with plain relative names")
+                if not (member.isfile() or member.isdir()):
+                    raise ModelError(f"{tarball}: entry {member.name!r} is not a regular file; repack it with "
+                                     "plain files only")
+            Path(dest).mkdir(parents=True, exist_ok=True)
+            tar.extractall(dest, members=members, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
         raise ModelError(f"{tarball}: not a readable model.tar.gz ({exc})") from None
-    return Path(scratch)
 
 
-def read_artifact_hyperparameters(model_dir) -> Hyperparameters:
-    """The hyperparameters an artifact was trained with (checks the artifact's files are all there)."""
+@dataclass
+class ModelInfo:
+    """A model's files understood, before any network is built."""
+
+    arch: Architecture
+    hp: Hyperparameters
+    classes: list
+    params: Path
+    stated: frozenset  # hyperparameter names the model itself states (for incremental training's checks)
+
+
+def read_model(model_dir, classes_path=None) -> ModelInfo:
+    """Architecture, hyperparameters, classes and parameter file of a seg artifact or a built-in model folder."""
     model_dir = Path(model_dir)
-    for name in (PARAMS, HYPERPARAMETERS, CLASSES):
-        if not (model_dir / name).is_file():
-            raise ModelError(f"{model_dir} is not a seg model: {name} is missing (seg train writes model.params, "
-                             "hyperparameters.json and classes.json)")
+    if (model_dir / PARAMS).is_file():
+        hp = _seg_hyperparameters(model_dir)
+        arch = detect_architecture(model_dir / PARAMS)
+        mismatch = [f"{k} {getattr(hp, k)!r} vs {getattr(arch, k)!r}" for k in ("algorithm", "backbone", "num_classes")
+                    if getattr(hp, k) != getattr(arch, k)]
+        if mismatch:
+            raise ModelError(f"{model_dir / HYPERPARAMETERS} contradicts {PARAMS} (" + "; ".join(mismatch)
+                             + "); the two files come from different models")
+        params, stated = model_dir / PARAMS, frozenset(MUST_MATCH)
+        classes_path = classes_path or model_dir / CLASSES
+    else:
+        params = builtin_params_file(model_dir)
+        arch = detect_architecture(params)
+        raw = {}
+        if (model_dir / BUILTIN_HYPERPARAMETERS).is_file():
+            raw = read_builtin_hyperparameters(model_dir / BUILTIN_HYPERPARAMETERS)
+        hp, stated = builtin_hyperparameters(arch, raw, model_dir / BUILTIN_HYPERPARAMETERS)
+        if classes_path is None and (model_dir / CLASSES).is_file():
+            classes_path = model_dir / CLASSES
+    if classes_path is None:
+        classes = [dict(c, name=f"class_{c['index']}") for c in default_classes(arch.num_classes)]
+    else:
+        classes = load_classes(classes_path)
+        if len(classes) != arch.num_classes:
+            raise ModelError(f"{classes_path} has {len(classes)} classes but the model has {arch.num_classes}; "
+                             "pass the classes.json the model was trained with")
+    return ModelInfo(arch, hp, classes, params, stated)
+
+
+def _seg_hyperparameters(model_dir: Path) -> Hyperparameters:
+    if not (model_dir / HYPERPARAMETERS).is_file():
+        raise ModelError(f"{model_dir} is not a complete seg model: {HYPERPARAMETERS} is missing beside {PARAMS} "
+                         "(seg train writes model.params, hyperparameters.json and classes.json)")
     try:
         return parse_hyperparameters(json.loads((model_dir / HYPERPARAMETERS).read_text()))
     except (ValueError, HyperparameterError) as exc:
         raise ModelError(f"{model_dir / HYPERPARAMETERS}: {exc}") from None
 
 
-def load_artifact(model_dir, ctx=None) -> Artifact:
-    """Network (hybridized), hyperparameters and classes from a folder written by `save_artifact`."""
-    model_dir = Path(model_dir)
-    hp = read_artifact_hyperparameters(model_dir)
-    classes = load_classes(model_dir / CLASSES)
-    if len(classes) != hp.num_classes:
-        raise ModelError(f"{model_dir}: classes.json has {len(classes)} classes but num_classes={hp.num_classes}")
+def load_artifact(model_dir, ctx=None, classes_path=None) -> Artifact:
+    """Network (hybridized), hyperparameters and classes from a model folder: seg's or the built-in's."""
+    info = read_model(model_dir, classes_path)
     ctx = ctx if isinstance(ctx, list) else [ctx or mx.cpu()]
-    net = build_network(hp, ctx=ctx)
+    net = build_network(info.hp, ctx=ctx, arch=info.arch)
     try:
-        net.load_parameters(str(model_dir / PARAMS), ctx=ctx)
+        net.load_parameters(str(info.params), ctx=ctx)
     except (mx.base.MXNetError, AssertionError) as exc:
-        raise ModelError(f"{model_dir / PARAMS} does not match {hp.algorithm}/{hp.backbone}: "
-                         f"{str(exc).splitlines()[0]}") from None
+        raise ModelError(f"{info.params} does not load into {info.arch.describe()}: {mxnet_reason(exc)}") from None
     net.hybridize()
-    return Artifact(net, hp, classes)
+    return Artifact(net, info.hp, info.classes, info.arch)
 
 
-def check_compatible(previous: Hyperparameters, hp: Hyperparameters, where: str) -> None:
-    """Incremental training needs the same backbone, algorithm, crop_size and num_classes."""
+def check_compatible(previous: Hyperparameters, hp: Hyperparameters, where: str, stated=MUST_MATCH) -> None:
+    """Incremental training needs the same backbone, algorithm, crop_size and num_classes (those the model states)."""
     diffs = [f"{k}: model {getattr(previous, k)!r} vs job {getattr(hp, k)!r}" for k in MUST_MATCH
-             if getattr(previous, k) != getattr(hp, k)]
+             if k in stated and getattr(previous, k) != getattr(hp, k)]
     if diffs:
         raise ModelError(f"the model in {where} cannot be trained further with these hyperparameters ("
                          + "; ".join(diffs) + "); set them to the model's values")

@@ -1,8 +1,29 @@
-"""FCN / PSP / DeepLabV3 heads on GluonCV's dilated ResNets."""
+"""FCN / PSP / DeepLabV3 heads on GluonCV's dilated ResNets.
+
+ResNet-50/101 networks carry exactly the parameter structure of GluonCV's `FCN`, `PSPNet` and `DeepLabV3`
+(aux=True), the classes SageMaker's built-in algorithm is built on, so a parameter file loads strictly either
+way; their forward differs: every resize is "like" its input, so one hybridized graph serves any size.
+ResNet-18/34 (extensions) keep seg's own smaller heads, as do ResNet-50/101 artifacts written before
+(`Architecture.heads == "seg"`, told apart by parameter names when loading).
+"""
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+from typing import Optional
+
 import mxnet as mx
-from gluoncv.model_zoo.resnetv1b import resnet18_v1b, resnet34_v1b, resnet50_v1s, resnet101_v1s
+from gluoncv.model_zoo.deeplabv3 import _DeepLabHead
+from gluoncv.model_zoo.fcn import _FCNHead
+from gluoncv.model_zoo.pspnet import _PSPHead
+from gluoncv.model_zoo.resnetv1b import (
+    resnet18_v1b,
+    resnet34_v1b,
+    resnet50_v1b,
+    resnet50_v1s,
+    resnet101_v1b,
+    resnet101_v1s,
+)
 from mxnet.gluon import nn
 
 from seg.config import Hyperparameters
@@ -15,6 +36,8 @@ BACKBONES = {
     "resnet-50": (resnet50_v1s, "resnet50_v1s", 1024, 2048),
     "resnet-101": (resnet101_v1s, "resnet101_v1s", 1024, 2048),
 }
+#: GluonCV's other ResNet-50/101 stem: one 7×7 conv ("v1b") instead of three 3×3 ("v1s", deep stem).
+V1B_STEMS = {"resnet-50": resnet50_v1b, "resnet-101": resnet101_v1b}
 
 
 def _conv_bn_relu(channels, kernel, in_channels, norm_layer, norm_kwargs, dilation=1):
@@ -90,32 +113,125 @@ class ASPPHead(nn.HybridBlock):
 HEADS = {"fcn": FCNHead, "psp": PSPHead, "deeplab": ASPPHead}
 
 
-class SegNet(nn.HybridBlock):
-    """Dilated backbone → head → logits resized to the input's height and width (any input size)."""
+class GluonPSPHead(_PSPHead):
+    """GluonCV's PSP head (same parameters); the pooled branches are resized like the features."""
 
-    def __init__(self, backbone, head):
+    def hybrid_forward(self, F, x):
+        branches = (self.psp.conv1, self.psp.conv2, self.psp.conv3, self.psp.conv4)
+        pooled = [F.contrib.BilinearResize2D(conv(F.contrib.AdaptiveAvgPooling2D(x, output_size=bins)), x, mode="like")
+                  for bins, conv in zip(PSPHead.BINS, branches)]
+        return self.block(F.concat(x, *pooled, dim=1))
+
+
+class GluonDeepLabHead(_DeepLabHead):
+    """GluonCV's DeepLabV3 head (same parameters); the image-pooling branch is resized like the features."""
+
+    def hybrid_forward(self, F, x):
+        branches = self.aspp.concurent
+        outs = [branches[i](x) for i in range(4)]
+        outs.append(F.contrib.BilinearResize2D(branches[4].gap(x), x, mode="like"))
+        return self.block(self.aspp.project(F.concat(*outs, dim=1)))
+
+
+def _gluon_head(algorithm, nclass, norm_layer, norm_kwargs):
+    if algorithm == "fcn":
+        return _FCNHead(2048, nclass, norm_layer=norm_layer, norm_kwargs=norm_kwargs)
+    head = GluonPSPHead if algorithm == "psp" else GluonDeepLabHead
+    return head(nclass, norm_layer=norm_layer, norm_kwargs=norm_kwargs)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What a parameter file holds: enough to build the network it loads into strictly."""
+
+    algorithm: str
+    backbone: str
+    num_classes: int
+    stem: str = "v1s"  # "v1s": GluonCV's deep 3×3 stem (resnet*_v1s); "v1b": one 7×7 conv (resnet*_v1b)
+    heads: str = "gluoncv"  # "gluoncv": GluonCV's FCN/PSPNet/DeepLabV3 structure; "seg": seg's own heads
+    aux: bool = True  # GluonCV's auxiliary FCN head `auxlayer` on layer3 (heads == "gluoncv" only)
+
+    @property
+    def builtin_compatible(self) -> bool:
+        """True when the built-in algorithm (GluonCV's classes) can load these parameters."""
+        return self.heads == "gluoncv"
+
+    def describe(self) -> str:
+        extras = [f"{self.stem} stem", f"{self.heads} heads"] + (["aux head"] if self.aux else [])
+        return f"{self.algorithm}/{self.backbone} ({', '.join(extras)}), {self.num_classes} classes"
+
+
+def architecture_for(hp: Hyperparameters) -> Architecture:
+    """What `seg train` builds for `hp`: GluonCV's structure for the built-in's backbones, seg's heads otherwise."""
+    if hp.backbone in V1B_STEMS:
+        return Architecture(hp.algorithm, hp.backbone, hp.num_classes)
+    return Architecture(hp.algorithm, hp.backbone, hp.num_classes, stem="v1b", heads="seg", aux=False)
+
+
+class SegNet(nn.HybridBlock):
+    """Dilated backbone → head → logits resized to the input's height and width (any input size).
+
+    With `aux_output` (training) it also returns the auxiliary head's logits, resized alike.
+    """
+
+    def __init__(self, backbone, head, auxlayer=None, aux_output=False):
         super().__init__()
         for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
             setattr(self, name, getattr(backbone, name))
         self.head = head
+        if auxlayer is not None:
+            self.auxlayer = auxlayer
+        self._aux_output = aux_output and auxlayer is not None
+
+    def forward(self, x, *args):
+        if not hasattr(self, "auxlayer") or self._aux_output:
+            return super().forward(x, *args)
+        with warnings.catch_warnings():  # inference leaves the auxiliary head out of the graph, on purpose
+            warnings.filterwarnings("ignore", message="Parameter .* is not used by any computation")
+            return super().forward(x, *args)
 
     def hybrid_forward(self, F, x):
         y = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        y = self.layer4(self.layer3(self.layer2(self.layer1(y))))
-        return F.contrib.BilinearResize2D(self.head(y), x, mode="like")
+        c3 = self.layer3(self.layer2(self.layer1(y)))
+        out = F.contrib.BilinearResize2D(self.head(self.layer4(c3)), x, mode="like")
+        if self._aux_output:
+            return out, F.contrib.BilinearResize2D(self.auxlayer(c3), x, mode="like")
+        return out
 
 
 def _init():
     return mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
 
 
-def build_network(hp: Hyperparameters, ctx=None, pretrained_path=None, norm_layer=None, norm_kwargs=None) -> SegNet:
-    """An initialised network for `hp`; backbone weights from `pretrained_path` when given."""
-    ctx = ctx or [mx.cpu()]
+def _backbone(arch: Architecture, norm_layer, norm_kwargs):
+    make_backbone = BACKBONES[arch.backbone][0]
+    if arch.stem == "v1b" and arch.backbone in V1B_STEMS:
+        make_backbone = V1B_STEMS[arch.backbone]
+    return make_backbone(pretrained=False, dilated=True, norm_layer=norm_layer, norm_kwargs=norm_kwargs)
+
+
+def assemble(arch: Architecture, norm_layer=None, norm_kwargs=None, aux_output=False, backbone=None) -> SegNet:
+    """The network of `arch`, uninitialised unless `backbone` already is."""
     norm_layer = norm_layer or nn.BatchNorm
     norm_kwargs = norm_kwargs or {}
-    make_backbone, _, _, channels = BACKBONES[hp.backbone]
-    backbone = make_backbone(pretrained=False, dilated=True, norm_layer=norm_layer, norm_kwargs=norm_kwargs)
+    backbone = backbone or _backbone(arch, norm_layer, norm_kwargs)
+    if arch.heads == "seg":
+        channels = BACKBONES[arch.backbone][3]
+        return SegNet(backbone, HEADS[arch.algorithm](channels, arch.num_classes, norm_layer, norm_kwargs))
+    head = _gluon_head(arch.algorithm, arch.num_classes, norm_layer, norm_kwargs)
+    aux = _FCNHead(1024, arch.num_classes, norm_layer=norm_layer, norm_kwargs=norm_kwargs) if arch.aux else None
+    return SegNet(backbone, head, aux, aux_output)
+
+
+def build_network(hp: Hyperparameters, ctx=None, pretrained_path=None, norm_layer=None, norm_kwargs=None,
+                  arch: Optional[Architecture] = None, aux_output: bool = False) -> SegNet:
+    """An initialised network for `hp` (of `arch` when given); backbone weights from `pretrained_path` when given.
+
+    `aux_output`: also return the auxiliary head's logits (training with the auxiliary loss).
+    """
+    ctx = ctx or [mx.cpu()]
+    arch = arch or architecture_for(hp)
+    backbone = _backbone(arch, norm_layer or nn.BatchNorm, norm_kwargs or {})
     if pretrained_path:
         try:
             backbone.load_parameters(str(pretrained_path), ctx=ctx)
@@ -126,10 +242,14 @@ def build_network(hp: Hyperparameters, ctx=None, pretrained_path=None, norm_laye
             ) from None
     else:
         backbone.initialize(_init(), ctx=ctx)
-    head = HEADS[hp.algorithm](channels, hp.num_classes, norm_layer, norm_kwargs)
-    head.initialize(_init(), ctx=ctx)
-    head.collect_params().setattr("lr_mult", 10)  # fresh decoder learns faster than the backbone (GluonCV)
-    net = SegNet(backbone, head)
+    net = assemble(arch, norm_layer, norm_kwargs, aux_output, backbone)
+    for name in ("head", "auxlayer"):
+        if hasattr(net, name):
+            getattr(net, name).initialize(_init(), ctx=ctx)
+            # fresh decoder learns faster than the backbone (GluonCV)
+            getattr(net, name).collect_params().setattr("lr_mult", 10)
+    if hasattr(net, "auxlayer") and not aux_output:  # kept for the built-in's structure, not trained
+        net.auxlayer.collect_params().setattr("grad_req", "null")
     if not pretrained_path:  # GluonCV's convs infer in_channels: one small forward materialises them
         net(mx.nd.zeros((1, 3, 32, 32), ctx=ctx[0]))
     return net

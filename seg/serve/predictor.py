@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from seg.data.transforms import normalize
-from seg.models.artifact import Artifact, load_artifact, unpack_model_dir
+from seg.models.artifact import Artifact, load_artifact, open_model
 
 DEFAULT_MAX_SIDE = 1024
 
@@ -31,11 +31,14 @@ class Predictor:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, model_dir, ctx=None, max_side: int = DEFAULT_MAX_SIDE) -> "Predictor":
-        """Read the artifact `seg train` wrote (a folder, or a folder/file holding model.tar.gz)."""
+    def load(cls, model_dir, ctx=None, max_side: int = DEFAULT_MAX_SIDE, classes_path=None) -> "Predictor":
+        """Read a model seg or the built-in algorithm wrote: a folder, a model.tar.gz, or an s3:// URI of either.
+
+        `classes_path`: a classes.json naming the classes (default: the model's own, else class_0..C-1).
+        """
         ctx = ctx or mx.cpu()
         with tempfile.TemporaryDirectory() as scratch:
-            artifact = load_artifact(unpack_model_dir(model_dir, scratch), ctx=ctx)
+            artifact = load_artifact(open_model(model_dir, scratch), ctx=ctx, classes_path=classes_path)
         return cls(artifact, ctx, max_side)
 
     @property

@@ -10,7 +10,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Optional
 
 from seg.errors import ServeConfigError
 from seg.serve.protocol import _MB, DEFAULT_MAX_PIXELS, execution_parameters
@@ -32,6 +32,7 @@ class ServeConfig:
     timeout: int = 120  # seconds one request may take before gunicorn replaces the worker
     read_timeout: int = 60  # seconds a client has for its header, and between two reads of its body
     proxy: bool = True  # nginx in front; without it a slow client holds a worker
+    classes_path: Optional[Path] = None  # classes.json naming the classes of a model that has none
 
 
 def run_server(config: ServeConfig, environ: Mapping[str, str] = os.environ) -> None:
@@ -41,10 +42,10 @@ def run_server(config: ServeConfig, environ: Mapping[str, str] = os.environ) -> 
     oversubscribe it. Raises ServeConfigError for bad settings, a missing nginx, and when the workers
     cannot load the model or the port cannot be bound.
     """
-    model_dir = Path(config.model_dir)
-    if not model_dir.exists():
-        raise ServeConfigError(f"model {model_dir} does not exist; pass the folder `seg train` wrote or its "
-                               f"model.tar.gz (or --opt-ml DIR whose model/ holds it)")
+    model_dir = str(config.model_dir)  # a path, or an s3:// URI that each worker fetches
+    if not model_dir.startswith("s3://") and not Path(model_dir).exists():
+        raise ServeConfigError(f"model {model_dir} does not exist; pass a model folder, a model.tar.gz or an "
+                               f"s3:// URI of one (or opt_ml whose model/ holds it)")
     if config.workers < 1 or config.max_pixels < 1 or config.read_timeout < 1:
         raise ServeConfigError("--workers, --max-pixels and --read-timeout must be at least 1")
     parameters = execution_parameters(environ, config.workers)
@@ -57,7 +58,7 @@ def run_server(config: ServeConfig, environ: Mapping[str, str] = os.environ) -> 
 
     try:
         run_workers(model_dir, f"{config.host}:{config.port}", config.workers, config.max_pixels, config.timeout,
-                    graceful_timeout=STOP_BUDGET)
+                    graceful_timeout=STOP_BUDGET, classes_path=_str(config.classes_path))
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise ServeConfigError(f"the server stopped (gunicorn exit {exc.code}): the workers could not load "
@@ -65,7 +66,11 @@ def run_server(config: ServeConfig, environ: Mapping[str, str] = os.environ) -> 
                                    f"see the log above") from None
 
 
-def _run_behind_nginx(config: ServeConfig, model_dir: Path, max_body_bytes: int) -> None:
+def _str(path) -> Optional[str]:
+    return None if path is None else str(path)
+
+
+def _run_behind_nginx(config: ServeConfig, model_dir: str, max_body_bytes: int) -> None:
     """gunicorn on a private unix socket, then nginx on host:port; SIGTERM stops nginx first (it finishes the
     requests it holds), then the workers. Either dying stops the other and raises ServeConfigError."""
     from seg.serve.proxy import ProxySettings, find_nginx, nginx_argv, nginx_conf
@@ -80,7 +85,7 @@ def _run_behind_nginx(config: ServeConfig, model_dir: Path, max_body_bytes: int)
                                                  max_body_bytes, config.timeout + 10, ready), rundir))
         settings = {"model_dir": str(model_dir), "bind": f"unix:{socket}", "workers": config.workers,
                     "max_pixels": config.max_pixels, "timeout": config.timeout, "graceful_timeout": 5,
-                    "ready_file": str(ready),
+                    "ready_file": str(ready), "classes_path": _str(config.classes_path),
                     "log_level": logging.getLogger().getEffectiveLevel()}
         supervisor = Supervisor()
         try:
@@ -101,7 +106,7 @@ def _run_behind_nginx(config: ServeConfig, model_dir: Path, max_body_bytes: int)
         raise ServeConfigError(_death_message(exited.name, exited.proc.returncode, config, model_dir))
 
 
-def _death_message(name: str, code: int, config: ServeConfig, model_dir: Path) -> str:
+def _death_message(name: str, code: int, config: ServeConfig, model_dir: str) -> str:
     from seg.serve.workers import APP_LOAD_ERROR
 
     if name == "gunicorn":

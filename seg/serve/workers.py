@@ -26,12 +26,13 @@ def _exit_worker(exc: BaseException) -> None:
     os._exit(APP_LOAD_ERROR)
 
 
-def run_workers(model_dir: Path, bind: str, workers: int, max_pixels: int, timeout: int,
-                graceful_timeout: int, ready_file: Optional[str] = None) -> None:
+def run_workers(model_dir: str, bind: str, workers: int, max_pixels: int, timeout: int,
+                graceful_timeout: int, ready_file: Optional[str] = None, classes_path: Optional[str] = None) -> None:
     """Run gunicorn until SIGTERM; raises SystemExit with gunicorn's code when it stops on an error.
 
     Each worker loads its own Predictor: on GPU ``worker_number % gpus`` when MXNet sees GPUs, else on the
-    CPU; the first to succeed creates ``ready_file`` (nginx then answers /ping). Limits and execution
+    CPU; the first to succeed creates ``ready_file`` (nginx then answers /ping). ``model_dir`` may be an
+    s3:// URI (each worker fetches it); ``classes_path`` names the classes when the model has none. Limits and execution
     parameters come from the SAGEMAKER_* variables, checked by the caller.
     """
     from gunicorn.app.base import BaseApplication
@@ -52,7 +53,7 @@ def run_workers(model_dir: Path, bind: str, workers: int, max_pixels: int, timeo
         gpus = mx.context.num_gpus()
         ctx = mx.gpu(worker.get("number", 0) % gpus) if gpus else mx.cpu()
         check_gpus([ctx])
-        predictor = Predictor.load(model_dir, ctx=ctx)
+        predictor = Predictor.load(model_dir, ctx=ctx, classes_path=classes_path)
         if ready_file:
             Path(ready_file).touch()
         return predictor
@@ -77,7 +78,7 @@ def main(argv=None) -> None:
     """Entry of the child `seg serve` starts behind nginx: one JSON object of run_workers' arguments."""
     settings = json.loads((argv or sys.argv[1:])[0])
     logging.basicConfig(level=settings.pop("log_level"), format=LOG_FORMAT)
-    run_workers(Path(settings.pop("model_dir")), **settings)
+    run_workers(settings.pop("model_dir"), **settings)
 
 
 if __name__ == "__main__":

@@ -24,9 +24,9 @@ from seg.data.transforms import train_transform, val_transform
 from seg.errors import TrainingError
 from seg.jobs.contract import write_atomic
 from seg.metrics import ConfusionAccumulator
-from seg.models.artifact import PARAMS, check_compatible, read_artifact_hyperparameters, save_artifact, unpack_model_dir
+from seg.models.artifact import check_compatible, open_model, read_model, save_artifact
 from seg.models.gpu import check_gpus
-from seg.models.nets import build_network
+from seg.models.nets import architecture_for, build_network
 from seg.models.pretrained import resolve_pretrained
 from seg.train.checkpoints import BEST, LAST, TRAINER_STATES, Checkpoints, _resume_state, track_progress
 from seg.train.distributed import DistSync
@@ -61,8 +61,14 @@ def contexts() -> list:
     return [mx.gpu(i) for i in range(gpus)] if gpus else [mx.cpu()]
 
 
-def seg_loss(F, logits, label):
-    """Mean pixel-wise cross-entropy over non-IGNORE pixels (label float, N×H×W)."""
+def seg_loss(F, logits, label, aux_weight=0.0):
+    """Mean pixel-wise cross-entropy over non-IGNORE pixels (label float, N×H×W).
+
+    `logits` may be (main, auxiliary): then main + aux_weight × auxiliary, GluonCV's MixSoftmaxCrossEntropyLoss.
+    """
+    if isinstance(logits, (tuple, list)):
+        main, aux = logits
+        return seg_loss(F, main, label) + aux_weight * seg_loss(F, aux, label)
     valid = label != IGNORE
     safe = F.where(valid, label, F.zeros_like(label))
     nll = -F.pick(F.log_softmax(logits, axis=1), safe, axis=1)
@@ -121,7 +127,9 @@ def validate(net, source, num_classes, ctx, epoch=0) -> ConfusionAccumulator:
     acc = ConfusionAccumulator(num_classes)
     for data, label in source.epoch(epoch):
         for d, l in zip(_split(data, ctx), _split(label, ctx)):
-            pred = net(d).argmax(axis=1).asnumpy().astype(np.int64)
+            logits = net(d)
+            logits = logits[0] if isinstance(logits, (tuple, list)) else logits  # training net: (main, aux)
+            pred = logits.argmax(axis=1).asnumpy().astype(np.int64)
             acc.update(pred, l.asnumpy())
     return acc
 
@@ -155,18 +163,19 @@ def train(
     with tempfile.TemporaryDirectory(prefix="seg-train-") as scratch:
         checkpoints = Checkpoints(checkpoint_dir or Path(scratch) / "checkpoints")
         state = _resume_state(checkpoints, hp)
-        init_params = None
-        if inputs.init_model is not None and state is None:
-            init_dir = unpack_model_dir(inputs.init_model, Path(scratch) / "init-model")
-            check_compatible(read_artifact_hyperparameters(init_dir), hp, str(inputs.init_model))
-            init_params = init_dir / PARAMS
+        init_params, arch = None, architecture_for(hp)
+        if inputs.init_model is not None:  # seg's artifact or the built-in's, in the model's own architecture
+            init = read_model(open_model(inputs.init_model, Path(scratch) / "init-model"))
+            check_compatible(init.hp, hp, str(inputs.init_model), init.stated)
+            init_params, arch = (init.params if state is None else None), init.arch
         pretrained = None
         if hp.use_pretrained_model and state is None and inputs.init_model is None:
             pretrained = resolve_pretrained(hp, scratch)
         norm_layer, norm_kwargs = None, None
         if hp.syncbn and len(ctx) > 1:
             norm_layer, norm_kwargs = gluon.contrib.nn.SyncBatchNorm, {"num_devices": len(ctx)}
-        net = build_network(hp, ctx, pretrained_path=pretrained, norm_layer=norm_layer, norm_kwargs=norm_kwargs)
+        net = build_network(hp, ctx, pretrained_path=pretrained, norm_layer=norm_layer, norm_kwargs=norm_kwargs,
+                            arch=arch, aux_output=arch.aux and hp.aux_loss_weight > 0)
         if state is not None:
             net.load_parameters(str(checkpoints.folder / LAST), ctx=ctx)
             log.info("resuming from %s after epoch %d", checkpoints.folder, state["epochs_done"])
@@ -210,7 +219,7 @@ def train(
                 stopped_early = True
                 break
 
-        save_artifact(checkpoints.folder / BEST, hp, classes, model_dir)
+        save_artifact(checkpoints.folder / BEST, hp, classes, model_dir, arch)
         metrics_json = {"best_epoch": state["best_epoch"], "validation:mIOU": state["best_miou"],
                         "stopped_early": stopped_early, "epochs": state["history"]}
         write_atomic(model_dir / "metrics.json", json.dumps(metrics_json, indent=2).encode())
@@ -228,7 +237,7 @@ def _train_epoch(net, trainer, source, ctx, epoch, hp, progress, dist=None) -> f
     for data, label in bar:
         data_parts, label_parts = _split(data, ctx), _split(label.astype(np.float32), ctx)
         with autograd.record():
-            losses = [seg_loss(mx.nd, net(d), l) for d, l in zip(data_parts, label_parts)]
+            losses = [seg_loss(mx.nd, net(d), l, hp.aux_loss_weight) for d, l in zip(data_parts, label_parts)]
         autograd.backward(losses)
         if dist:
             dist.allreduce_gradients()

@@ -61,6 +61,20 @@ def test_builtin_file_mode_request_has_s3prefix_channels_and_string_hyperparamet
     assert request["ResourceConfig"]["InstanceCount"] == 1
 
 
+def test_model_option_adds_the_builtins_model_channel_for_incremental_training(layout):
+    request = dry_run(layout, "--model", "s3://models/job-1/output/model.tar.gz")
+    channel = request["InputDataConfig"][-1]
+    assert channel["ChannelName"] == "model" and channel["ContentType"] == "application/x-sagemaker-model"
+    assert channel["DataSource"]["S3DataSource"]["S3Uri"] == "s3://models/job-1/output/model.tar.gz"
+    assert "model" not in [c["ChannelName"] for c in dry_run(layout)["InputDataConfig"]]
+
+
+def test_local_model_for_a_sagemaker_job_is_refused_with_the_fix(layout, tmp_path):
+    result = seg("sagemaker-job", layout, "--s3-prefix", PREFIX, "--region", "eu-west-1", "--dry-run",
+                 "--model", tmp_path / "model.tar.gz")
+    assert result.returncode != 0 and "channel model reads" in result.stderr and "local path" in result.stderr
+
+
 def test_builtin_pipe_mode_request_uses_the_channels_json_of_the_layout(layout):
     request = dry_run(layout, "--mode", "Pipe")
     assert request["AlgorithmSpecification"]["TrainingInputMode"] == "Pipe"

@@ -136,8 +136,8 @@ def test_incompatible_model_for_incremental_training_is_explained():
 def test_load_artifact_names_what_is_missing(tmp_path):
     save_random_artifact(tmp_path)
     (tmp_path / "classes.json").write_text(json.dumps([{"index": 0, "name": "a"}]))
-    with pytest.raises(ModelError, match="1 classes but num_classes=3"):
+    with pytest.raises(ModelError, match="has 1 classes but the model has 3"):
         load_artifact(tmp_path)
     (tmp_path / "model.params").unlink()
-    with pytest.raises(ModelError, match="model.params is missing"):
+    with pytest.raises(ModelError, match="holds no model: expected model.params"):
         load_artifact(tmp_path)

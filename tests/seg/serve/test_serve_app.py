@@ -78,7 +78,7 @@ def test_a_model_that_fails_to_load_is_reported_and_ping_stays_503(tmp_path):
     app = InferenceApp(lambda: Predictor.load(tmp_path), limits=Limits(), parameters=PARAMS,
                        on_load_error=errors.append, load_wait=5)
     assert not app.wait_loaded(60)
-    assert len(errors) == 1 and "is not a seg model" in str(errors[0])
+    assert len(errors) == 1 and "holds no model: expected model.params" in str(errors[0])
     assert call(app, "GET", "/ping")["status"] == 503
     assert call(app, "POST", "/invocations", png(0))["status"] == 503
 

@@ -358,7 +358,7 @@ def test_missing_model_folder_is_a_clear_error_without_starting_a_server(tmp_pat
 def test_folder_without_a_model_stops_the_server_with_the_load_error(tmp_path):
     result = run_cli("serve", str(tmp_path), "--host", "127.0.0.1", "--port", str(free_port()))
     assert result.returncode == 1
-    assert "model.params is missing" in result.stderr
+    assert "holds no model: expected model.params" in result.stderr
     assert "could not load the model" in result.stderr
 
 

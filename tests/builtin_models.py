@@ -1,0 +1,72 @@
+"""Models as SageMaker's built-in algorithm writes them, made with GluonCV itself (random weights).
+
+The built-in's model.tar.gz holds model_algo-1 (GluonCV `save_parameters`), model_best.params and
+hyperparams.json (SAGEMAKER_SPEC §6); `demo_mask` is GluonCV's own inference (`demo()`, argmax).
+"""
+import io
+import json
+import tarfile
+from unittest import mock
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+from gluoncv.model_zoo import FCN, PSPNet, DeepLabV3, segbase
+from gluoncv.model_zoo.resnetv1b import resnet50_v1b
+from PIL import Image
+
+from seg.data.transforms import normalize
+
+GLUONCV = {"fcn": FCN, "psp": PSPNet, "deeplab": DeepLabV3}
+
+
+def gluoncv_net(algorithm, num_classes=4, stem="v1s", seed=1, size=64):
+    """GluonCV's FCN / PSPNet / DeepLabV3 on ResNet-50 with aux head, random weights; stem "v1b" builds it on
+    GluonCV's resnet50_v1b (7×7 stem) instead of resnet50_v1s, as other GluonCV versions did."""
+    mx.random.seed(seed)
+    backbone = resnet50_v1b if stem == "v1b" else segbase.resnet50_v1s
+    with mock.patch.object(segbase, "resnet50_v1s", backbone):
+        net = GLUONCV[algorithm](num_classes, backbone="resnet50", aux=True, pretrained_base=False, crop_size=size)
+    net.initialize(mx.init.Xavier(magnitude=2), force_reinit=True)
+    net(mx.nd.zeros((1, 3, size, size)))
+    return net
+
+
+def write_builtin_model(folder, net, hyperparameters=None) -> Path:
+    """folder/model.tar.gz holding model_algo-1, model_best.params and (when given) hyperparams.json."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    net.save_parameters(str(folder / "model_algo-1"))
+    (folder / "model_best.params").write_bytes((folder / "model_algo-1").read_bytes())
+    names = ["model_algo-1", "model_best.params"]
+    if hyperparameters is not None:
+        (folder / "hyperparams.json").write_text(json.dumps({k: str(v) for k, v in hyperparameters.items()}))
+        names.append("hyperparams.json")
+    with tarfile.open(folder / "model.tar.gz", "w:gz") as tar:
+        for name in names:
+            tar.add(folder / name, arcname=name)
+    return folder / "model.tar.gz"
+
+
+def builtin_hyperparameters(algorithm, num_classes=4, crop_size=64):
+    return {"backbone": "resnet-50", "algorithm": algorithm, "num_classes": num_classes, "crop_size": crop_size,
+            "use_pretrained_model": "True", "num_training_samples": 8, "epochs": 10}
+
+
+def demo_mask(net, rgb) -> np.ndarray:
+    """GluonCV's prediction for an RGB uint8 image: demo() on the ImageNet-normalised input, argmax."""
+    logits = net.demo(mx.nd.array(normalize(rgb)[None]))
+    return logits.argmax(axis=1)[0].asnumpy().astype(np.uint8)
+
+
+def random_rgb(seed, height, width):
+    """3×3 blocks of random colours plus noise: structure enough for random weights to predict several classes."""
+    rng = np.random.default_rng(seed)
+    blocks = np.kron(rng.integers(0, 256, (3, 3, 3)), np.ones((height // 3 + 1, width // 3 + 1, 1)))[:height, :width]
+    return np.clip(blocks + rng.normal(0, 20, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+def png(rgb) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format="PNG")
+    return out.getvalue()
