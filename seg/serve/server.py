@@ -48,6 +48,8 @@ def run_server(config: ServeConfig, environ: Mapping[str, str] = os.environ) -> 
                                f"s3:// URI of one (or opt_ml whose model/ holds it)")
     if config.workers < 1 or config.max_pixels < 1 or config.read_timeout < 1:
         raise ServeConfigError("--workers, --max-pixels and --read-timeout must be at least 1")
+    import gunicorn  # noqa: F401  (here, so a missing `cpu` extra is named before any child starts)
+
     parameters = execution_parameters(environ, config.workers)
     if config.workers > 1 and "OMP_NUM_THREADS" not in os.environ:
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // config.workers))

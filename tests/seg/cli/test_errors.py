@@ -32,7 +32,7 @@ def test_oserror_naming_a_file_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("module, command", [("mxnet", ["train", "--data", "{tmp}", "--model-dir", "{tmp}/m"]),
-                                             ("gunicorn", ["serve", "{tmp}/no-model"])])
+                                             ("gunicorn", ["serve", "{tmp}"])])
 def test_missing_extra_says_what_to_install(tmp_path, module, command):
     result = seg(*[arg.format(tmp=tmp_path) for arg in command], before=f"import sys; sys.modules[{module!r}] = None")
     assert result.returncode == 1 and "Traceback" not in result.stderr
