@@ -13,27 +13,27 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from gt2seg.atomic import atomic_write  # noqa: F401  (layout.atomic_write is what convert and merge call)
 from gt2seg.split import TRAIN, VALIDATION
+
+
+def annotation_dir(split: str) -> str:
+    """The folder (and channel) of a split's masks."""
+    return f"{split}_annotation"
+
+
+def label_map_file(split: str) -> str:
+    """A split's label map, inside LABEL_MAP_DIR."""
+    return f"{split}_label_map.json"
+
 
 CACHE = ".gt2seg"
 SIDES = (TRAIN, VALIDATION)
-LAYOUT_DIRS = (TRAIN, f"{TRAIN}_annotation", VALIDATION, f"{VALIDATION}_annotation")
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+LAYOUT_DIRS = (TRAIN, annotation_dir(TRAIN), VALIDATION, annotation_dir(VALIDATION))
+LABEL_MAP_DIR = "label_map"
+CHANNELS = LAYOUT_DIRS + (LABEL_MAP_DIR,)  # the File-mode channels: one per layout folder, same names
 
 
 def write_json(path: Path, obj) -> None:
