@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
+from gt2seg.atomic import atomic_write
 from seg.errors import ContractError
 
 DEFAULT_ROOT = "/opt/ml"
@@ -19,21 +19,6 @@ FAILURE_LIMIT = 1024  # SageMaker keeps the first 1024 characters as FailureReas
 
 def resolve_root(opt_ml: Optional[str] = None) -> Path:
     return Path(opt_ml or os.environ.get("SEG_OPT_ML") or DEFAULT_ROOT)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and os.replace, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class OptML:
@@ -125,4 +110,4 @@ class OptML:
     def write_failure(self, reason: str) -> None:
         """The reason in plain words; SageMaker shows its first 1024 characters as FailureReason."""
         text = reason.strip() + "\n"
-        write_atomic(self.failure_path, text.encode("utf-8"))
+        atomic_write(self.failure_path, text.encode("utf-8"))

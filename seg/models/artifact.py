@@ -10,13 +10,14 @@ from pathlib import Path
 
 import mxnet as mx
 
+from gt2seg.atomic import atomic_files, atomic_path, atomic_write
+from gt2seg.classes import CLASSES_JSON, ClassTable, read_classes
+from gt2seg.errors import ClassesError
 from seg.config import Hyperparameters, parse_hyperparameters
-from seg.data.classes import default_classes, load_classes
-from seg.errors import HyperparameterError, ModelError
-from seg.jobs.contract import write_atomic
+from seg.errors import DataError, HyperparameterError, ModelError
 from seg.models.nets import SegNet, build_network
 
-PARAMS, HYPERPARAMETERS, CLASSES = "model.params", "hyperparameters.json", "classes.json"
+PARAMS, HYPERPARAMETERS, CLASSES = "model.params", "hyperparameters.json", CLASSES_JSON
 
 EXPORT_PREFIX = "model"  # → model-symbol.json, model-0000.params
 
@@ -35,23 +36,14 @@ def export_symbol(net: SegNet, hp: Hyperparameters, model_dir: Path) -> None:
     net.hybridize()
     ctx = list(net.collect_params().values())[0].list_ctx()[0]
     net(mx.nd.zeros((1, 3, hp.crop_size, hp.crop_size), ctx=ctx))
-    with tempfile.TemporaryDirectory(dir=model_dir, prefix=".export-") as tmp:
+    names = (f"{EXPORT_PREFIX}-symbol.json", f"{EXPORT_PREFIX}-0000.params")
+    with atomic_files(model_dir, names) as tmp:
         net.export(os.path.join(tmp, EXPORT_PREFIX), epoch=0)
-        for name in (f"{EXPORT_PREFIX}-symbol.json", f"{EXPORT_PREFIX}-0000.params"):
-            os.replace(os.path.join(tmp, name), model_dir / name)
 
 
 def save_params(net, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        net.save_parameters(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        net.save_parameters(str(tmp))
 
 
 def save_artifact(params_path, hp: Hyperparameters, classes: list, model_dir) -> Path:
@@ -65,8 +57,8 @@ def save_artifact(params_path, hp: Hyperparameters, classes: list, model_dir) ->
     net = build_network(stored_hp)
     net.load_parameters(str(params_path), ctx=mx.cpu())
     save_params(net, model_dir / PARAMS)
-    write_atomic(model_dir / HYPERPARAMETERS, json.dumps(stored_hp.to_json(), indent=2).encode())
-    write_atomic(model_dir / CLASSES, json.dumps(classes, indent=2).encode())
+    atomic_write(model_dir / HYPERPARAMETERS, json.dumps(stored_hp.to_json(), indent=2).encode())
+    atomic_write(model_dir / CLASSES, json.dumps(classes, indent=2).encode())
     export_symbol(net, stored_hp, model_dir)
     return model_dir
 
@@ -83,7 +75,7 @@ def save_random_artifact(model_dir, num_classes=3, backbone="resnet-18", algorit
     with tempfile.TemporaryDirectory() as tmp:
         params = Path(tmp) / PARAMS
         save_params(net, params)
-        return save_artifact(params, hp, classes or default_classes(num_classes), model_dir)
+        return save_artifact(params, hp, classes or ClassTable.default(num_classes).entries(), model_dir)
 
 
 def unpack_model_dir(path, scratch) -> Path:
@@ -118,7 +110,10 @@ def load_artifact(model_dir, ctx=None) -> Artifact:
     """Network (hybridized), hyperparameters and classes from a folder written by `save_artifact`."""
     model_dir = Path(model_dir)
     hp = read_artifact_hyperparameters(model_dir)
-    classes = load_classes(model_dir / CLASSES)
+    try:
+        classes = read_classes(model_dir / CLASSES)
+    except ClassesError as exc:
+        raise DataError(str(exc)) from None
     if len(classes) != hp.num_classes:
         raise ModelError(f"{model_dir}: classes.json has {len(classes)} classes but num_classes={hp.num_classes}")
     ctx = ctx if isinstance(ctx, list) else [ctx or mx.cpu()]

@@ -5,9 +5,9 @@ import glob
 import os
 from pathlib import Path
 
+from gt2seg.atomic import atomic_write
 from seg.config import Hyperparameters
 from seg.errors import PretrainedWeightsError
-from seg.jobs.contract import write_atomic
 from seg.models.nets import BACKBONES
 
 
@@ -33,7 +33,7 @@ def resolve_pretrained(hp: Hyperparameters, cache_dir) -> str:
             except Gt2SegError:
                 continue
             local = Path(cache_dir) / os.path.basename(candidate)
-            write_atomic(local, data)
+            atomic_write(local, data)
             return str(local)
         matches = sorted(glob.glob(candidate))
         if matches:
