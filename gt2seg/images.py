@@ -13,7 +13,6 @@ in MXNet 1.x builds), which ignores the tag too. gt2seg reports such JPEGs (`exi
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -34,25 +33,23 @@ def open_strict(data: bytes, *, max_pixels: Optional[int] = None, what: str = "i
     bomb guard, Image.MAX_IMAGE_PIXELS) before any pixel is decoded; `load_strict` decodes."""
     if not data:
         raise ImageError(what, "empty", "empty", "0 bytes")
-    with warnings.catch_warnings():
-        # With an explicit limit the size check below decides; without one Pillow's warning is the limit.
-        warnings.simplefilter("ignore" if max_pixels else "error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data), formats=formats)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            limit = max_pixels or Image.MAX_IMAGE_PIXELS
-            raise ImageError(what, "too_large", "too large to decode safely",
-                             f"over the pixel limit of {limit}: {exc}") from None
-        except UnidentifiedImageError:
-            kind = "an image" if formats is None else f"a {' or '.join(formats)} image"
-            raise ImageError(what, "unreadable", f"not {kind} Pillow can read",
-                             f"starts with {data[:8]!r}") from None
-        except Exception as exc:  # a damaged header: OSError, SyntaxError, struct.error...
-            raise ImageError(what, "truncated", "damaged or truncated", str(exc)) from None
-    width, height = image.size
-    if max_pixels and width * height > max_pixels:
+    limit = max_pixels or Image.MAX_IMAGE_PIXELS
+    # No warnings.catch_warnings here: it swaps process-wide filters and seg decodes in threads. The size
+    # check below is the limit; Pillow raises by itself only far above it (2 x MAX_IMAGE_PIXELS).
+    try:
+        image = Image.open(io.BytesIO(data), formats=formats)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(what, "too_large", "too large to decode safely",
-                         f"{width}x{height} = {width * height} pixels, over the limit of {max_pixels}")
+                         f"over the pixel limit of {limit}: {exc}") from None
+    except UnidentifiedImageError:
+        kind = "an image" if formats is None else f"a {' or '.join(formats)} image"
+        raise ImageError(what, "unreadable", f"not {kind} Pillow can read", f"starts with {data[:8]!r}") from None
+    except Exception as exc:  # a damaged header: OSError, SyntaxError, struct.error...
+        raise ImageError(what, "truncated", "damaged or truncated", str(exc)) from None
+    width, height = image.size
+    if limit and width * height > limit:
+        raise ImageError(what, "too_large", "too large to decode safely",
+                         f"{width}x{height} = {width * height} pixels, over the limit of {limit}")
     return image
 
 
