@@ -13,6 +13,8 @@ in MXNet 1.x builds), which ignores the tag too. gt2seg reports such JPEGs (`exi
 from __future__ import annotations
 
 import io
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -25,6 +27,8 @@ EXIF_ORIENTATION = 0x0112
 WHITE = (255, 255, 255)
 _HINTS = {"empty": "; re-export it", "truncated": "; re-export it",
           "too_large": "; if it is genuine, raise the limit with --max-pixels"}
+_strict_lock = threading.Lock()
+_strict_loads, _saved_tolerance = 0, False
 
 
 def open_strict(data: bytes, *, max_pixels: Optional[int] = None, what: str = "image",
@@ -53,16 +57,32 @@ def open_strict(data: bytes, *, max_pixels: Optional[int] = None, what: str = "i
     return image
 
 
+@contextmanager
+def _truncation_refused():
+    """LOAD_TRUNCATED_IMAGES off while any thread is inside; the first in saves it, the last out restores
+    it (a plain save/restore per call lets one thread restore True under another's decode)."""
+    global _strict_loads, _saved_tolerance
+    with _strict_lock:
+        if _strict_loads == 0:
+            _saved_tolerance, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+        _strict_loads += 1
+    try:
+        yield
+    finally:
+        with _strict_lock:
+            _strict_loads -= 1
+            if _strict_loads == 0:
+                ImageFile.LOAD_TRUNCATED_IMAGES = _saved_tolerance
+
+
 def load_strict(image: Image.Image, *, what: str = "image") -> Image.Image:
     """Decode fully. Truncation is always an error here, even in a process where another library
     (GluonCV does, on import) has set Pillow's process-wide LOAD_TRUNCATED_IMAGES."""
-    tolerant, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
-    try:
-        image.load()
-    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError... for damaged files
-        raise ImageError(what, "truncated", "damaged or truncated", str(exc)) from None
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
+    with _truncation_refused():
+        try:
+            image.load()
+        except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError... for damaged files
+            raise ImageError(what, "truncated", "damaged or truncated", str(exc)) from None
     return image
 
 

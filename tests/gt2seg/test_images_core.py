@@ -104,3 +104,19 @@ def test_exif_orientation_is_not_applied():
     assert open_strict(data).getexif()[EXIF_ORIENTATION] == 6
     assert decode_rgb(data).shape == (24, 32, 3)  # the stored grid, the one the masks are drawn on
     np.testing.assert_array_equal(decode_rgb(data), np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+
+
+def test_overlapping_strict_loads_keep_truncation_refused_until_the_last_one_ends():
+    from gt2seg.images import _truncation_refused
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    try:
+        first, second = _truncation_refused(), _truncation_refused()
+        first.__enter__()
+        second.__enter__()  # another decoding thread
+        first.__exit__(None, None, None)  # ends first: the second is still decoding
+        assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+        second.__exit__(None, None, None)
+        assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
