@@ -142,12 +142,13 @@ def main() -> None:
         os.environ["OMP_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(args.threads)
 
     from artifacts import save_random_artifact
+    from gt2seg.images import decode_rgb
 
     rgb = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
     out = io.BytesIO()
     Image.fromarray(rgb).save(out, format="JPEG", quality=90)
     jpeg = out.getvalue()
-    decoded = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))  # what the server feeds the model
+    decoded = decode_rgb(jpeg)  # what the server feeds the model
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_random_artifact(Path(tmp) / "model", num_classes=21, backbone=args.backbone,
                                          algorithm=args.algorithm, crop_size=args.size)

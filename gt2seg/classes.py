@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
-from gt2seg.errors import ManifestError
+from gt2seg.errors import ClassesError, ManifestError
 from gt2seg.manifest import Record
 
 BACKGROUND = "BACKGROUND"
@@ -25,6 +26,7 @@ DEFAULT_COLORS = (
     "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )
 IGNORE_COLOR = "#000000"
+CLASSES_JSON = "classes.json"
 
 
 @dataclass(frozen=True)
@@ -88,19 +90,25 @@ class ClassTable:
         raise KeyError(name)
 
     def palette(self) -> bytes:
-        """768-byte PNG palette: class colours, IGNORE_COLOR at 255, black elsewhere."""
-        pal = bytearray(768)
-        for c in self.classes:
-            pal[3 * c.index: 3 * c.index + 3] = bytes.fromhex(c.color[1:])
-        pal[3 * IGNORE: 3 * IGNORE + 3] = bytes.fromhex(IGNORE_COLOR[1:])
-        return bytes(pal)
+        return palette_for(self.entries())
+
+    def entries(self) -> list[dict]:
+        """The classes.json form: [{"index", "name", "color"}, ...]."""
+        return [c.to_dict() for c in self.classes]
 
     def to_json(self) -> str:
-        return json.dumps([c.to_dict() for c in self.classes], indent=2) + "\n"
+        return json.dumps(self.entries(), indent=2) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "ClassTable":
-        return cls(tuple(ClassInfo(int(c["index"]), c["name"], c["color"]) for c in json.loads(text)))
+    def from_json(cls, text: str, source: str = CLASSES_JSON) -> "ClassTable":
+        return cls(tuple(ClassInfo(c["index"], c["name"], c.get("color")) for c in parse_classes(text, source)))
+
+    @classmethod
+    def default(cls, num_classes: int) -> "ClassTable":
+        """The table for a dataset without classes.json: BACKGROUND, class_1, ... in the default palette."""
+        colors = [*DEFAULT_COLORS, *_extra_colors(set(DEFAULT_COLORS))]
+        names = [BACKGROUND] + [f"class_{i}" for i in range(1, num_classes)]
+        return cls(tuple(ClassInfo(i, name, colors[i]) for i, name in enumerate(names)))
 
 
 def _extra_colors(used: set) -> list[str]:
@@ -112,3 +120,38 @@ def _extra_colors(used: set) -> list[str]:
         if color not in used:
             out.append(color)
     return out
+
+
+def parse_classes(text: str, source: str = CLASSES_JSON) -> list[dict]:
+    """The entries of a classes.json, checked: a list of objects with indices 0..C-1 in order."""
+    try:
+        entries = json.loads(text)
+    except ValueError as exc:
+        raise ClassesError(f"{source}: not a readable classes.json ({exc})") from None
+    if not isinstance(entries, list) or [c.get("index") for c in entries if isinstance(c, dict)] != list(
+        range(len(entries))
+    ):
+        raise ClassesError(f'{source}: expected [{{"index": 0, "name": ..., "color": "#rrggbb"}}, ...] with '
+                           "indices 0..C-1")
+    return entries
+
+
+def read_classes(path) -> list[dict]:
+    """`parse_classes` of a file."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, ValueError) as exc:
+        raise ClassesError(f"{path}: not a readable classes.json ({exc})") from None
+    return parse_classes(text, str(path))
+
+
+def palette_for(entries) -> bytes:
+    """768-byte PNG palette of classes.json entries: each class's colour at its index, IGNORE_COLOR at 255,
+    black elsewhere (entries without a #rrggbb colour stay black)."""
+    pal = bytearray(768)
+    for entry in entries:
+        color, index = str(entry.get("color") or ""), int(entry["index"])
+        if 0 <= index < 256 and len(color) == 7 and color.startswith("#"):
+            pal[3 * index: 3 * index + 3] = bytes.fromhex(color[1:])
+    pal[3 * IGNORE: 3 * IGNORE + 3] = bytes.fromhex(IGNORE_COLOR[1:])
+    return bytes(pal)

@@ -40,6 +40,19 @@ class ItemError(_AtLine, Gt2SegError):
     """One manifest line's image or mask is bad."""
 
 
+class ImageError(Gt2SegError, ValueError):
+    """Bytes that cannot be decoded as an image. `kind` (empty, unreadable, too_large, truncated) lets
+    each caller add its own context: a manifest line, a file, an HTTP status."""
+
+    def __init__(self, what, kind, problem, reason):
+        self.what, self.kind, self.problem, self.reason = what, kind, problem, reason
+        super().__init__(f"{what} is {problem} ({reason})")
+
+
+class ClassesError(Gt2SegError, ValueError):
+    """A classes.json that is not the list of {"index", "name", "color"} gt2seg writes."""
+
+
 class SplitError(Gt2SegError):
     """The items cannot be split into two non-empty sides."""
 

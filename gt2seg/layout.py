@@ -18,18 +18,31 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
+from gt2seg.atomic import atomic_write as _atomic_write
 from gt2seg.errors import Gt2SegError, OutputError
 from gt2seg.split import TRAIN, VALIDATION
+
+
+def annotation_dir(split: str) -> str:
+    """The folder (and channel) of a split's masks."""
+    return f"{split}_annotation"
+
+
+def label_map_file(split: str) -> str:
+    """A split's label map, inside LABEL_MAP_DIR."""
+    return f"{split}_label_map.json"
+
 
 CACHE = ".gt2seg"
 PLACED = "placed.json"
 # Temp names of atomic_write (mkstemp's 8 random characters) and place: left behind only by a killed run.
 _TEMP = re.compile(r"\..+\.(link|[a-z0-9_]{8})\.tmp")
 SIDES = (TRAIN, VALIDATION)
-LAYOUT_DIRS = (TRAIN, f"{TRAIN}_annotation", VALIDATION, f"{VALIDATION}_annotation")
+LAYOUT_DIRS = (TRAIN, annotation_dir(TRAIN), VALIDATION, annotation_dir(VALIDATION))
+LABEL_MAP_DIR = "label_map"
+CHANNELS = LAYOUT_DIRS + (LABEL_MAP_DIR,)  # the File-mode channels: one per layout folder, same names
 
 
 @contextlib.contextmanager
@@ -43,17 +56,9 @@ def writing(path, action: str = "write"):
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
-    path = Path(path)
+    """gt2seg.atomic's write, with a disk error said as an OutputError naming the path."""
     with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data.encode() if isinstance(data, str) else data)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        _atomic_write(path, data)
 
 
 def write_json(path: Path, obj) -> None:

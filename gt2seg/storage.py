@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from gt2seg.atomic import atomic_write
 from gt2seg.errors import Gt2SegError, MissingObjectError, StorageError
 
 _local = threading.local()
@@ -161,13 +162,9 @@ def write_bytes(uri, data: bytes) -> None:
         with s3_errors(uri, "write"):
             s3_client().put_object(Bucket=loc.bucket, Key=loc.key, Body=data)
         return
-    path = Path(uri)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        atomic_write(uri, data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise StorageError(f"cannot write {uri}: {exc.strerror}") from None
 
 

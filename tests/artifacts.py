@@ -9,7 +9,7 @@ def save_random_artifact(model_dir, num_classes=3, backbone="resnet-18", algorit
     import mxnet as mx
 
     from seg.config import parse_hyperparameters
-    from seg.data.classes import default_classes
+    from gt2seg.classes import ClassTable
     from seg.models.artifact import PARAMS, save_artifact, save_params
     from seg.models.nets import build_network
 
@@ -22,4 +22,4 @@ def save_random_artifact(model_dir, num_classes=3, backbone="resnet-18", algorit
     with tempfile.TemporaryDirectory() as tmp:
         params = Path(tmp) / PARAMS
         save_params(net, params)
-        return save_artifact(params, hp, classes or default_classes(num_classes), model_dir)
+        return save_artifact(params, hp, classes or ClassTable.default(num_classes).entries(), model_dir)

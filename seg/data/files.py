@@ -9,6 +9,7 @@ from typing import Iterator, Mapping, Optional, Union
 
 import numpy as np
 
+from gt2seg.layout import CHANNELS, LABEL_MAP_DIR, SIDES, annotation_dir
 from seg.data.batching import collate
 from seg.data.decode import decode_pair
 from seg.data.label_map import LabelMap, load_label_map
@@ -16,7 +17,7 @@ from seg.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
-SPLITS = {"train": ("train", "train_annotation"), "validation": ("validation", "validation_annotation")}
+SPLITS = {split: (split, annotation_dir(split)) for split in SIDES}  # split -> (image channel, mask channel)
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,7 @@ class Pair:
 def layout_channels(root) -> dict:
     """Channel name → folder for a gt2seg layout root (the same names as SageMaker's channels)."""
     root = Path(root)
-    names = ("train", "train_annotation", "validation", "validation_annotation", "label_map")
-    return {name: root / name for name in names}
+    return {name: root / name for name in CHANNELS}
 
 
 def pair_files(image_dir, mask_dir) -> list:
@@ -92,7 +92,7 @@ class FileSource:
         pairs = pair_files(channels[image_channel], channels[mask_channel])
         # equal shards: dist_sync needs every worker to take the same number of steps
         self.pairs = pairs[shard[0] :: shard[1]][: len(pairs) // shard[1]]
-        self.label_map = label_map if label_map is not None else load_label_map(channels.get("label_map"), split)
+        self.label_map = label_map if label_map is not None else load_label_map(channels.get(LABEL_MAP_DIR), split)
         self.transform, self.batch_size, self.shuffle = transform, batch_size, shuffle
         self.seed, self.workers, self.drop_last = seed, workers, drop_last
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from gt2seg.classes import IGNORE
+from gt2seg.layout import label_map_file
 from seg.errors import DataError
 
 
@@ -80,5 +81,5 @@ def load_label_map(label_map_dir, split: str) -> LabelMap:
     """`<split>_label_map.json` in the label_map folder; scale 1 when there is none (as the built-in does)."""
     if label_map_dir is None:
         return LabelMap.identity()
-    path = Path(label_map_dir) / f"{split}_label_map.json"
+    path = Path(label_map_dir) / label_map_file(split)
     return LabelMap.load(path) if path.exists() else LabelMap.identity()

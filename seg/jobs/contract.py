@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
+from gt2seg.atomic import atomic_write
 from seg.errors import ContractError
 
 DEFAULT_ROOT = "/opt/ml"
@@ -20,21 +20,6 @@ _CLIPPED = " [...] (full text below)"
 
 def resolve_root(opt_ml: Optional[str] = None) -> Path:
     return Path(opt_ml or os.environ.get("SEG_OPT_ML") or DEFAULT_ROOT)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and os.replace, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class OptML:
@@ -122,7 +107,7 @@ class OptML:
     def write_failure(self, reason: str, details: str = "") -> None:
         """The reason in plain words, then `details` (a traceback). SageMaker shows the first FAILURE_LIMIT
         characters as FailureReason, so a longer reason is clipped there with a marker and repeated in full."""
-        write_atomic(self.failure_path, failure_text(reason, details).encode("utf-8"))
+        atomic_write(self.failure_path, failure_text(reason, details).encode("utf-8"))
 
 
 def failure_text(reason: str, details: str = "") -> str:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seg.errors import LocalJobError
-from seg.jobs.contract import OptML, write_atomic
+from gt2seg.atomic import atomic_write
+from seg.jobs.contract import OptML
 
 _SEG = [sys.executable, "-c", "from seg.cli import main; main()"]
 
@@ -43,7 +44,7 @@ def _materialise(uri: str, target: Path) -> None:
     if is_s3(uri) and uri.endswith("/"):
         download_tree(uri, target)
     elif is_s3(uri):
-        write_atomic(target / uri.rsplit("/", 1)[-1], read_bytes(uri))
+        atomic_write(target / uri.rsplit("/", 1)[-1], read_bytes(uri))
     elif Path(uri).is_dir():
         target.rmdir()
         target.symlink_to(Path(uri).resolve(), target_is_directory=True)
@@ -72,8 +73,8 @@ def prepare_root(request: dict, root) -> tuple[OptML, list]:
         else:
             _materialise(_source(channel), opt.channel_dir(name))
     opt.data_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(opt.hyperparameters_path, json.dumps(request["HyperParameters"], indent=2).encode())
-    write_atomic(opt.inputdataconfig_path, json.dumps(config, indent=2).encode())
+    atomic_write(opt.hyperparameters_path, json.dumps(request["HyperParameters"], indent=2).encode())
+    atomic_write(opt.inputdataconfig_path, json.dumps(config, indent=2).encode())
     return opt, pipes
 
 

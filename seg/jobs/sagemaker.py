@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Optional
 
+from gt2seg.classes import CLASSES_JSON, parse_classes
+from gt2seg.layout import LABEL_MAP_DIR, SIDES, annotation_dir
 from seg.config import BUILTIN_BACKBONES, EXTENSION_HPS, parse_hyperparameters
 from seg.errors import HyperparameterError, JobError
 
@@ -28,8 +30,8 @@ BUILTIN_REGISTRIES = {
     "sa-east-1": "855470959533", "us-east-1": "811284229777", "us-east-2": "825641698319",
     "us-gov-west-1": "226302683700", "us-west-1": "632365934929", "us-west-2": "433757028032",
 }
-FILE_CHANNELS = (("train", "image/jpeg"), ("validation", "image/jpeg"), ("train_annotation", "image/png"),
-                 ("validation_annotation", "image/png"), ("label_map", "application/json"))
+FILE_CHANNELS = (*((split, "image/jpeg") for split in SIDES), *((annotation_dir(split), "image/png") for split in SIDES),
+                 (LABEL_MAP_DIR, "application/json"))
 MODEL_CONTENT_TYPE = "application/x-sagemaker-model"  # the `model` channel of incremental training (§1.5)
 #: What `seg train` logs each epoch (seg/train.py), for the container's MetricDefinitions.
 METRIC_DEFINITIONS = [
@@ -84,7 +86,7 @@ def read_layout(location: str, s3_prefix: Optional[str] = None) -> Layout:
 
     location = str(location).rstrip("/")
     try:
-        classes = json.loads(_read(join(location + "/", "classes.json")))
+        classes = parse_classes(_read(join(location + "/", CLASSES_JSON)).decode(), f"{location}/{CLASSES_JSON}")
         lines = [ln for ln in _read(join(location + "/", "train.manifest")).decode().splitlines() if ln.strip()]
         channels = json.loads(_read(join(location + "/", "channels.json")))
     except MissingObjectError as exc:
@@ -134,7 +136,7 @@ def input_data_config(layout: Layout, mode: str, image: str) -> list:
     else:
         channels = [dict(c) for c in layout.pipe_channels]
     if image == "container":  # seg reads class names and colours from a `classes` channel
-        channels.append(_file_channel("classes", f"{layout.s3_prefix}/classes.json", "application/json"))
+        channels.append(_file_channel("classes", f"{layout.s3_prefix}/{CLASSES_JSON}", "application/json"))
     return channels
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from gt2seg.atomic import atomic_write
 from seg.errors import JobManifestError
-from seg.jobs.contract import write_atomic
 
 MANIFEST_PATH = "manifests/output/output.manifest"
 
@@ -48,5 +48,5 @@ def snapshot_manifest(job: str, dest) -> ManifestSnapshot:
     dest = Path(dest)
     changed = not dest.is_file() or dest.read_bytes() != data
     if changed:
-        write_atomic(dest, data)
+        atomic_write(dest, data)
     return ManifestSnapshot(manifest, dest, lines, changed)

@@ -4,16 +4,16 @@ from __future__ import annotations
 import json
 import os
 import tarfile
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mxnet as mx
 
 from seg.config import Hyperparameters, parse_hyperparameters
-from seg.data.classes import default_classes, load_classes
-from seg.errors import HyperparameterError, ModelError
-from seg.jobs.contract import write_atomic
+from gt2seg.atomic import atomic_files, atomic_path, atomic_write
+from gt2seg.classes import CLASSES_JSON, ClassTable, read_classes
+from gt2seg.errors import ClassesError
+from seg.errors import DataError, HyperparameterError, ModelError
 from seg.models.builtin import (
     BUILTIN_HYPERPARAMETERS,
     BUILTIN_PARAMS,
@@ -26,7 +26,7 @@ from seg.models.builtin import (
 )
 from seg.models.nets import Architecture, SegNet, architecture_for, build_network
 
-PARAMS, HYPERPARAMETERS, CLASSES = "model.params", "hyperparameters.json", "classes.json"
+PARAMS, HYPERPARAMETERS, CLASSES = "model.params", "hyperparameters.json", CLASSES_JSON
 
 EXPORT_PREFIX = "model"  # → model-symbol.json, model-0000.params
 
@@ -46,23 +46,14 @@ def export_symbol(net: SegNet, size: int, model_dir: Path) -> None:
     net.hybridize()
     ctx = list(net.collect_params().values())[0].list_ctx()[0]
     net(mx.nd.zeros((1, 3, size, size), ctx=ctx))
-    with tempfile.TemporaryDirectory(dir=model_dir, prefix=".export-") as tmp:
+    names = (f"{EXPORT_PREFIX}-symbol.json", f"{EXPORT_PREFIX}-0000.params")
+    with atomic_files(model_dir, names) as tmp:
         net.export(os.path.join(tmp, EXPORT_PREFIX), epoch=0)
-        for name in (f"{EXPORT_PREFIX}-symbol.json", f"{EXPORT_PREFIX}-0000.params"):
-            os.replace(os.path.join(tmp, name), model_dir / name)
 
 
 def save_params(net, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        net.save_parameters(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        net.save_parameters(str(tmp))
 
 
 def save_artifact(params_path, hp: Hyperparameters, classes: list, model_dir, arch: Architecture = None) -> Path:
@@ -80,8 +71,8 @@ def save_artifact(params_path, hp: Hyperparameters, classes: list, model_dir, ar
     save_params(net, model_dir / PARAMS)
     if arch.builtin_compatible:
         write_builtin_form(model_dir / PARAMS, stored_hp, model_dir)
-    write_atomic(model_dir / HYPERPARAMETERS, json.dumps(stored_hp.to_json(), indent=2).encode())
-    write_atomic(model_dir / CLASSES, json.dumps(classes, indent=2).encode())
+    atomic_write(model_dir / HYPERPARAMETERS, json.dumps(stored_hp.to_json(), indent=2).encode())
+    atomic_write(model_dir / CLASSES, json.dumps(classes, indent=2).encode())
     export_symbol(net, stored_hp.crop_size, model_dir)
     return model_dir
 
@@ -111,7 +102,7 @@ def _download(uri: str, target: Path) -> Path:
 
     try:
         if uri.endswith((".tar.gz", ".tgz")) or exists(uri):
-            write_atomic(target / "model.tar.gz", read_bytes(uri))
+            atomic_write(target / "model.tar.gz", read_bytes(uri))
             return target / "model.tar.gz"
         download_tree(uri.rstrip("/") + "/", target)
     except Gt2SegError as exc:
@@ -176,9 +167,12 @@ def read_model(model_dir, classes_path=None) -> ModelInfo:
         if classes_path is None and (model_dir / CLASSES).is_file():
             classes_path = model_dir / CLASSES
     if classes_path is None:
-        classes = [dict(c, name=f"class_{c['index']}") for c in default_classes(arch.num_classes)]
+        classes = [dict(c, name=f"class_{c['index']}") for c in ClassTable.default(arch.num_classes).entries()]
     else:
-        classes = load_classes(classes_path)
+        try:
+            classes = read_classes(classes_path)
+        except ClassesError as exc:
+            raise DataError(str(exc)) from None
         if len(classes) != arch.num_classes:
             raise ModelError(f"{classes_path} has {len(classes)} classes but the model has {arch.num_classes}; "
                              "pass the classes.json the model was trained with")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import mxnet as mx
 
+from gt2seg.atomic import atomic_write
 from seg.config import BUILTIN_BACKBONES, EXTENSION_HPS, Hyperparameters, parse_hyperparameters
 from seg.errors import HyperparameterError, ModelError
-from seg.jobs.contract import write_atomic
 from seg.models.nets import Architecture, assemble
 
 BUILTIN_PARAMS, BUILTIN_BEST, BUILTIN_HYPERPARAMETERS = "model_algo-1", "model_best.params", "hyperparams.json"
@@ -144,7 +144,7 @@ def builtin_params_file(model_dir) -> Path:
 
 def write_builtin_form(params: Path, hp: Hyperparameters, model_dir: Path) -> None:
     """model_algo-1 (the same bytes as seg's model.params) and hyperparams.json, as the built-in writes them."""
-    write_atomic(Path(model_dir) / BUILTIN_PARAMS, Path(params).read_bytes())
+    atomic_write(Path(model_dir) / BUILTIN_PARAMS, Path(params).read_bytes())
     values = {k: v for k, v in hp.to_json().items() if k not in EXTENSION_HPS and v is not None}
     text = {k: str(v) for k, v in values.items()}
-    write_atomic(Path(model_dir) / BUILTIN_HYPERPARAMETERS, json.dumps(text, indent=2).encode())
+    atomic_write(Path(model_dir) / BUILTIN_HYPERPARAMETERS, json.dumps(text, indent=2).encode())

@@ -10,8 +10,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gt2seg.atomic import atomic_write
 from seg.data.transforms import MEAN, STD
-from seg.jobs.contract import write_atomic
 from seg.models.artifact import EXPORT_PREFIX, export_symbol, load_artifact, open_model
 
 SIGNATURE = f"{EXPORT_PREFIX}-signature.json"
@@ -49,6 +49,6 @@ def export_model(model, out_dir, classes_path=None) -> ExportResult:
         artifact = load_artifact(open_model(model, scratch), classes_path=classes_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     export_symbol(artifact.net, artifact.hp.crop_size, out_dir)
-    write_atomic(out_dir / SIGNATURE, json.dumps(signature(artifact), indent=2).encode())
+    atomic_write(out_dir / SIGNATURE, json.dumps(signature(artifact), indent=2).encode())
     return ExportResult(out_dir / f"{EXPORT_PREFIX}-symbol.json", out_dir / f"{EXPORT_PREFIX}-0000.params",
                         out_dir / SIGNATURE, artifact.arch.describe())

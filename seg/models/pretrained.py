@@ -15,9 +15,9 @@ import sys
 import zipfile
 from pathlib import Path
 
+from gt2seg.atomic import atomic_write
 from seg.config import Hyperparameters, mxnet_models_dir
 from seg.errors import PretrainedWeightsError
-from seg.jobs.contract import write_atomic
 from seg.models.nets import BACKBONES
 
 OFFLINE = "SEG_OFFLINE"  # =1: never download weights (air-gapped jobs); the model store must hold them
@@ -71,7 +71,7 @@ def _from_model_store(candidates: list, cache_dir):
             except Gt2SegError:
                 continue
             local = Path(cache_dir) / os.path.basename(candidate)
-            write_atomic(local, data)
+            atomic_write(local, data)
             return str(local)
         matches = sorted(glob.glob(candidate))
         if matches:

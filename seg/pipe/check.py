@@ -1,17 +1,17 @@
 """Check an augmented manifest before upload: everything SageMaker would silently drop a record for."""
 from __future__ import annotations
 
-import io
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from gt2seg import jsonl
 from gt2seg.classes import IGNORE
+from gt2seg.errors import ImageError
 from seg.data.batching import ordered_map
 from seg.errors import AugmentedManifestError, PipeError
-from gt2seg import jsonl
 from seg.pipe.manifest import parse_line, suggest
 
 
@@ -52,11 +52,11 @@ class CheckReport:
         return out
 
 
-def _check_image(data: bytes):
-    from PIL import Image
+def _check_image(data: bytes, role: str):
+    """(format, mode, size, image) through gt2seg's strict decoder, as training will read it."""
+    from gt2seg.images import load_strict, open_strict
 
-    img = Image.open(io.BytesIO(data))
-    img.load()
+    img = load_strict(open_strict(data, what=role), what=role)
     return img.format, img.mode, img.size, img
 
 
@@ -81,9 +81,10 @@ def _check_pair(obj: dict, number: int, names: list[str], num_classes: int | Non
             problems.append(CheckProblem(number, name, str(exc)))
             continue
         try:
-            decoded[role] = _check_image(data)
-        except Exception as exc:  # PIL raises many types for undecodable bytes
-            problems.append(CheckProblem(number, name, f"{uri} is not a decodable {role} ({exc})"))
+            decoded[role] = _check_image(data, role)
+        except ImageError as exc:
+            problems.append(CheckProblem(number, name, f"{uri} is not a decodable {role} ({exc.problem}: "
+                                                       f"{exc.reason})"))
     if "mask" in decoded:
         fmt, mode, size, img = decoded["mask"]
         if mode not in ("L", "P"):

@@ -26,7 +26,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from seg.data.classes import mask_image
+from gt2seg.render import mask_image
 from seg.errors import ClientError
 from seg.pipe.recordio import pack
 from seg.serve.protocol import (

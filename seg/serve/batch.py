@@ -13,9 +13,9 @@ from typing import Optional, Sequence
 
 from PIL import Image
 
-from seg.data.classes import mask_image, overlay
+from gt2seg.atomic import atomic_write
+from gt2seg.render import mask_image, overlay
 from seg.errors import ClientError, ServeConfigError
-from seg.jobs.contract import write_atomic
 from seg.serve.app import render
 from seg.serve.protocol import PNG, Limits, decode_image, response_type
 
@@ -34,7 +34,6 @@ def predict_files(predictor: Predictor, images, out_dir) -> list:
     """Masks and overlays for each image; each PNG is written to a temp name then renamed into place."""
     from seg.data.decode import decode_image
     from seg.errors import DataError
-    from seg.jobs.contract import write_atomic
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -50,7 +49,7 @@ def predict_files(predictor: Predictor, images, out_dir) -> list:
         for key, image in (("mask", painted), ("overlay", Image.fromarray(overlay(rgb, painted)))):
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")
-            write_atomic(outputs[key], buffer.getvalue())
+            atomic_write(outputs[key], buffer.getvalue())
         written.append({"image": str(path), **{k: str(v) for k, v in outputs.items()}})
     return written
 
@@ -94,7 +93,7 @@ def transform_files(predictor, paths: Sequence[Path], out_dir: Path, *, accept: 
             report.failed.append((path, exc.message))
             continue
         target = out_dir / f"{path.name}.out"
-        write_atomic(target, data)
+        atomic_write(target, data)
         report.written.append(target)
     return report
 

@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from seg.data.classes import overlay
+from gt2seg.atomic import atomic_write
+from gt2seg.errors import ImageError
+from gt2seg.images import decode_rgb, load_strict, open_strict
+from gt2seg.render import overlay
 from seg.errors import InvokeError
-from seg.jobs.contract import write_atomic
 
 CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 
@@ -72,20 +74,22 @@ def invoke(url: str, image_path, out_dir, timeout: float = 60.0) -> InvokeResult
     if response.status_code != 200:
         raise InvokeError(f"{url}/invocations answered {response.status_code}: {response.text.strip()[:300]}")
     try:
-        mask = Image.open(io.BytesIO(response.content))
-        mask.load()
-    except OSError as exc:
+        mask = load_strict(open_strict(response.content, what="the answer", formats=("PNG",)), what="the answer")
+    except ImageError as exc:
         raise InvokeError(f"{url}/invocations did not answer a PNG ({exc})") from None
     if mask.mode != "P":
         raise InvokeError(f"{url}/invocations answered a {mask.mode} image; expected a class-index palette PNG")
-    rgb = np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
+    try:
+        rgb = decode_rgb(body, what=str(image_path))  # the pixels the server saw, for the overlay
+    except ImageError as exc:
+        raise InvokeError(str(exc)) from None
     if rgb.shape[:2] != (mask.height, mask.width):
         raise InvokeError(f"the mask is {mask.width}x{mask.height} but the image is {rgb.shape[1]}x{rgb.shape[0]}")
     mask_path, overlay_path = out_dir / f"{image_path.stem}_mask.png", out_dir / f"{image_path.stem}_overlay.png"
-    write_atomic(mask_path, response.content)
+    atomic_write(mask_path, response.content)
     buffer = io.BytesIO()
     Image.fromarray(overlay(rgb, mask)).save(buffer, format="PNG")
-    write_atomic(overlay_path, buffer.getvalue())
+    atomic_write(overlay_path, buffer.getvalue())
     values, counts = np.unique(np.asarray(mask), return_counts=True)
     return InvokeResult(str(image_path), str(mask_path), str(overlay_path),
                         {int(v): int(c) for v, c in zip(values, counts)}, seconds)

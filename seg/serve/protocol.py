@@ -1,15 +1,14 @@
 """The endpoint's wire contract: media types, limits, execution parameters, request bodies (docs/CONTRACTS.md)."""
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
 import numpy as np
-from PIL import Image
 
-from seg.data.decode import load_strict
+from gt2seg.errors import ImageError
+from gt2seg.images import decode_rgb
 from seg.errors import ClientError, ServeConfigError
 
 log = logging.getLogger(__name__)
@@ -33,6 +32,8 @@ _MB = 1024 * 1024
 _DRAIN_LIMIT = 64 * _MB  # read (and drop) an oversized body up to this much so the client sees the 413
 
 _BATCH_STRATEGIES = ("SINGLE_RECORD", "MULTI_RECORD")
+
+_FORMATS = ("JPEG", "PNG")
 
 _TEXT = "text/plain; charset=utf-8"
 
@@ -122,33 +123,22 @@ def response_type(accept: Optional[str]) -> str:
 
 
 def decode_image(body: bytes, max_pixels: int) -> np.ndarray:
-    """JPEG/PNG bytes -> HxWx3 uint8 RGB; 400 if empty or undecodable, 413 above max_pixels.
+    """JPEG/PNG bytes -> HxWx3 uint8 RGB through gt2seg's one decoder; 400 if empty, undecodable or
+    truncated, 413 above max_pixels.
 
     The size is read from the header before any pixel is decoded, so a small file that claims a huge
-    image costs nothing. Transparent images are composited on white, as gt2seg does for training images.
+    image costs nothing. Transparency is flattened on white and EXIF orientation is not applied, exactly
+    as for training images, `seg predict` and `seg evaluate`.
     """
-    if not body:
-        raise ClientError(400, "the request body is empty; send the image bytes")
     try:
-        image = Image.open(io.BytesIO(body), formats=("JPEG", "PNG"))
-    except Image.DecompressionBombError as exc:
-        raise ClientError(413, f"the image is over the pixel limit of {max_pixels} ({exc}); downscale it") from None
-    except Exception as exc:  # PIL raises several types for unreadable headers
-        raise ClientError(400, f"the body is not a decodable JPEG or PNG image ({exc})") from None
-    width, height = image.size
-    if width * height > max_pixels:
-        raise ClientError(413, f"the image is {width}x{height} = {width * height} pixels, over the limit of "
-                               f"{max_pixels}; downscale it or raise --max-pixels")
-    try:
-        load_strict(image)  # a cut-off upload must be a 400
-        if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-            image = image.convert("RGBA")
-            canvas = Image.new("RGBA", image.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(canvas, image)
-        rgb = np.asarray(image.convert("RGB"))
-    except Exception as exc:  # truncated or corrupt pixel data
-        raise ClientError(400, f"the image data is corrupt or truncated ({exc})") from None
-    return rgb
+        return decode_rgb(body, max_pixels=max_pixels, formats=_FORMATS)
+    except ImageError as exc:
+        if exc.kind == "too_large":
+            raise ClientError(413, f"the image is {exc.reason}; downscale it or raise --max-pixels") from None
+        message = {"empty": "the request body is empty; send the image bytes",
+                   "unreadable": f"the body is not a decodable JPEG or PNG image ({exc.reason})"}.get(
+            exc.kind, f"the image data is corrupt or truncated ({exc.reason})")
+        raise ClientError(400, message) from None
 
 
 def payload_too_large(limit: int, declared: Optional[object] = None) -> str:

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional
 
+from gt2seg.atomic import atomic_path, atomic_write
 from seg.config import Hyperparameters
 from seg.errors import TrainingError
-from seg.jobs.contract import write_atomic
 from seg.models.artifact import MUST_MATCH, save_params
 
 STATE, LAST, BEST, TRAINER_STATES = "state.json", "last.params", "best.params", "trainer.states"
@@ -37,13 +35,11 @@ class Checkpoints:
         self.folder.mkdir(parents=True, exist_ok=True)
         save_params(net, self.folder / LAST)
         if best:
-            shutil.copyfile(self.folder / LAST, self.folder / (".tmp-" + BEST))
-            os.replace(self.folder / (".tmp-" + BEST), self.folder / BEST)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".trainer.")
-        os.close(fd)
-        trainer.save_states(tmp)
-        os.replace(tmp, self.folder / TRAINER_STATES)
-        write_atomic(self.folder / STATE, json.dumps(state, indent=2).encode())
+            with atomic_path(self.folder / BEST) as tmp:
+                shutil.copyfile(self.folder / LAST, tmp)
+        with atomic_path(self.folder / TRAINER_STATES) as tmp:
+            trainer.save_states(str(tmp))
+        atomic_write(self.folder / STATE, json.dumps(state, indent=2).encode())
 
 
 def track_progress(state: dict, miou: float, epoch: int, hp: Hyperparameters) -> tuple:

@@ -10,6 +10,8 @@ from typing import Optional
 
 import mxnet as mx
 
+from gt2seg.layout import CHANNELS, LABEL_MAP_DIR, annotation_dir
+from gt2seg.split import TRAIN
 from seg.errors import TrainingError, is_expected
 from seg.train.distributed import _stop, start_parameter_servers
 from seg.train.loop import Inputs, TrainResult, train
@@ -18,11 +20,16 @@ log = logging.getLogger("seg.train")
 
 
 def _classes_near(*folders) -> Optional[list]:
-    from seg.data.classes import load_classes
+    from gt2seg.classes import CLASSES_JSON, read_classes
+    from gt2seg.errors import ClassesError
+    from seg.errors import DataError
 
     for folder in folders:
-        if folder is not None and (Path(folder) / "classes.json").is_file():
-            return load_classes(Path(folder) / "classes.json")
+        if folder is not None and (Path(folder) / CLASSES_JSON).is_file():
+            try:
+                return read_classes(Path(folder) / CLASSES_JSON)
+            except ClassesError as exc:
+                raise DataError(str(exc)) from None
     return None
 
 
@@ -33,8 +40,8 @@ def complete_hyperparameters(raw: dict, inputs: Inputs) -> dict:
     values = dict(raw)
     if "num_classes" not in values and inputs.classes:
         values["num_classes"] = len(inputs.classes)
-    if "num_training_samples" not in values and "train" not in inputs.pipe_channels:
-        values["num_training_samples"] = len(pair_files(inputs.channels["train"], inputs.channels["train_annotation"]))
+    if "num_training_samples" not in values and TRAIN not in inputs.pipe_channels:
+        values["num_training_samples"] = len(pair_files(inputs.channels[TRAIN], inputs.channels[annotation_dir(TRAIN)]))
     return values
 
 
@@ -66,13 +73,13 @@ def run_training_job(opt, progress=False) -> TrainResult:
 
     try:
         modes = {name: opt.input_mode(name) for name in opt.input_data_config()}
-        names = set(modes) | {"train", "train_annotation", "validation", "validation_annotation", "label_map"}
+        names = set(modes) | set(CHANNELS)
         channels = {name: opt.channel_dir(name) for name in names if modes.get(name, "File") == "File"}
         model_channel = opt.channel_dir("model")
         init_model = model_channel if model_channel.is_dir() and any(model_channel.iterdir()) else None
         inputs = Inputs(
             channels, pipe_channels=tuple(n for n, m in modes.items() if m == "Pipe"), pipe_dir=opt.data_dir,
-            classes=_classes_near(opt.channel_dir("label_map"), opt.channel_dir("classes")), init_model=init_model,
+            classes=_classes_near(opt.channel_dir(LABEL_MAP_DIR), opt.channel_dir("classes")), init_model=init_model,
         )
         hp = parse_hyperparameters(complete_hyperparameters(opt.hyperparameters(), inputs))
         resource = opt.resource_config() or {}

@@ -15,14 +15,15 @@ import numpy as np
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
-from gt2seg.classes import IGNORE
+from gt2seg.atomic import atomic_write
+from gt2seg.classes import IGNORE, ClassTable
+from gt2seg.layout import LABEL_MAP_DIR
+from gt2seg.split import TRAIN, VALIDATION
 from seg.config import Hyperparameters
-from seg.data.classes import default_classes
 from seg.data.files import FileSource
 from seg.data.label_map import load_label_map
 from seg.data.transforms import train_transform, val_transform
 from seg.errors import TrainingError
-from seg.jobs.contract import write_atomic
 from seg.metrics import ConfusionAccumulator
 from seg.models.artifact import check_compatible, open_model, read_model, save_artifact
 from seg.models.gpu import check_gpus
@@ -101,8 +102,8 @@ def make_sources(hp: Hyperparameters, inputs: Inputs, shard=(0, 1)):
     """(train source, validation source): File mode from folders, Pipe mode from seg.pipe's FIFOs."""
     sources = []
     for split, transform, batch, shuffle in (
-        ("train", train_transform(hp), hp.mini_batch_size, True),
-        ("validation", val_transform(hp), hp.validation_mini_batch_size, False),
+        (TRAIN, train_transform(hp), hp.mini_batch_size, True),
+        (VALIDATION, val_transform(hp), hp.validation_mini_batch_size, False),
     ):
         if split in inputs.pipe_channels:
             from seg.pipe.source import PipeSource
@@ -110,11 +111,11 @@ def make_sources(hp: Hyperparameters, inputs: Inputs, shard=(0, 1)):
             sources.append(PipeSource(
                 inputs.pipe_dir, split, transform=transform, batch_size=batch, shuffle_buffer=4 * batch if shuffle
                 else 0, seed=hp.seed, wait_timeout=None, workers=max(1, hp.data_workers),
-                label_map=load_label_map(inputs.channels.get("label_map"), split),
+                label_map=load_label_map(inputs.channels.get(LABEL_MAP_DIR), split),
             ))
         else:
             sources.append(FileSource(inputs.channels, split, transform, batch, shuffle=shuffle, seed=hp.seed,
-                                      workers=hp.data_workers, shard=shard if split == "train" else (0, 1)))
+                                      workers=hp.data_workers, shard=shard if split == TRAIN else (0, 1)))
     return tuple(sources)
 
 
@@ -156,7 +157,7 @@ def train(
     mx.random.seed(hp.seed)
     np.random.seed(hp.seed)
     train_source, val_source = make_sources(hp, inputs, shard)
-    classes = inputs.classes or default_classes(hp.num_classes)
+    classes = inputs.classes or ClassTable.default(hp.num_classes).entries()
     if len(classes) != hp.num_classes:
         raise TrainingError(f"classes.json lists {len(classes)} classes but num_classes={hp.num_classes}")
 
@@ -222,7 +223,7 @@ def train(
         save_artifact(checkpoints.folder / BEST, hp, classes, model_dir, arch)
         metrics_json = {"best_epoch": state["best_epoch"], "validation:mIOU": state["best_miou"],
                         "stopped_early": stopped_early, "epochs": state["history"]}
-        write_atomic(model_dir / "metrics.json", json.dumps(metrics_json, indent=2).encode())
+        atomic_write(model_dir / "metrics.json", json.dumps(metrics_json, indent=2).encode())
     log.info("best validation:mIOU=%.6f at epoch %d; model written to %s", state["best_miou"], state["best_epoch"],
              model_dir)
     return TrainResult(model_dir, state["epochs_done"], state["best_epoch"], state["best_miou"], stopped_early,

@@ -7,7 +7,7 @@ mx = pytest.importorskip("mxnet")
 
 from builtin_models import builtin_hyperparameters, gluoncv_net, write_builtin_model  # noqa: E402
 from seg.config import parse_hyperparameters  # noqa: E402
-from seg.data.classes import load_classes  # noqa: E402
+from gt2seg.classes import read_classes  # noqa: E402
 from seg.data.files import layout_channels  # noqa: E402
 from seg.errors import ModelError  # noqa: E402
 from seg.train.loop import Inputs, train  # noqa: E402
@@ -45,7 +45,7 @@ def test_auxiliary_loss_is_gluoncvs_mix_softmax_cross_entropy():
 
 
 def _inputs(layout, model):
-    return Inputs(layout_channels(layout), classes=load_classes(layout / "classes.json"), init_model=model)
+    return Inputs(layout_channels(layout), classes=read_classes(layout / "classes.json"), init_model=model)
 
 
 @pytest.mark.slow
