@@ -103,7 +103,7 @@ $(STAMPS)/train.args: FORCE
 	$(call remember,$@,$(MODE) $(S3_PREFIX) $(MODEL))
 
 $(STAMPS)/convert: $(STAMPS)/output.manifest $(STAMPS)/convert.args
-	$(GT2SEG) convert '$(MANIFEST)' $(DATA) $(CONVERT_ARGS) \
+	$(GT2SEG) convert '$(MANIFEST)' $(DATA) $(CONVERT_ARGS) --report \
 	    $(call fail,convert,Fix the labeling job or the LABEL_ATTRIBUTE/REF_ROOT options.)
 	@touch $@
 convert: $(STAMPS)/convert ## labeling job -> SageMaker layout in DATA
@@ -151,6 +151,7 @@ pipeline: ## convert, upload (with S3_PREFIX), train, evaluate, predict, invoke,
 
 report: ## where the pictures are, and the metrics
 	@echo "pictures: $(OUT)/invoke/ (served over HTTP), $(OUT)/predictions/ (seg predict)"
+	@echo "dataset report: $(DATA)/report/index.html"
 	@ls $(OUT)/invoke/*_overlay.png 2>/dev/null | sed 's/^/  /'
 	@$(PY) -c 'import json, sys; m = json.load(open(sys.argv[1])); \
 	print("validation mIOU %.3f, pixel accuracy %.3f" % (m["mIOU"], m["pixel_accuracy"])); \
