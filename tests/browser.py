@@ -69,7 +69,7 @@ def look(driver, url: str, screenshot: str) -> Seen:
                                                  if e["level"] == "SEVERE"],
                 driver.find_element("tag name", "body").text)
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, min(max(height, 600), 16000))
+    driver.set_window_size(1280, min(max(height, 600), 16000) + 200)  # + the window's own chrome
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(ARTEFACTS / screenshot))
     driver.set_window_size(1280, 1000)

@@ -175,9 +175,10 @@ class LineChart:
         for x in self.x:
             body.append(f'<text x="{px(x):.1f}" y="{top + height + 13}" text-anchor="middle">{x}</text>')
         for x, label in self.marks.items():
+            anchor, dx = ("end", -3) if px(x) > left + width / 2 else ("start", 3)
             body.append(f'<line x1="{px(x):.1f}" y1="{top}" x2="{px(x):.1f}" y2="{top + height}" stroke="#c44e52" '
-                        f'stroke-dasharray="3,3"/><text x="{px(x) + 3:.1f}" y="{top + 10}" fill="#c44e52">'
-                        f'{escape(label)}</text>')
+                        f'stroke-dasharray="3,3"/><text x="{px(x) + dx:.1f}" y="{top + 10}" fill="#c44e52" '
+                        f'text-anchor="{anchor}">{escape(label)}</text>')
         for name, color in zip(names, SERIES_COLORS):
             points = [(px(x), py(v)) for x, v in zip(self.x, self.series[name]) if v is not None]
             body.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="'

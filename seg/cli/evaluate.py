@@ -22,14 +22,23 @@ def _known_errors():
 @click.option("--split", type=click.Choice(["validation", "train"]), default="validation", show_default=True)
 @click.option("--max-side", default=1024, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate(model, data, split, max_side, as_json):
+@click.option("--report", "report_dir", metavar="DIR|s3://BUCKET/PREFIX",
+              help="Also write the HTML evaluation report (confusion, per-image mIOU, worst images, curves) there.")
+def evaluate(model, data, split, max_side, as_json, report_dir):
     """mIOU, pixel accuracy and per-class IoU of MODEL on a layout folder's split, at full image size."""
     from seg.evaluate import evaluate_layout
     from seg.serve.predictor import Predictor
 
     try:
         predictor = Predictor.load(model, max_side=max_side)
-        metrics = evaluate_layout(predictor, data, split, progress=sys.stderr.isatty())
+        if report_dir:
+            from seg.report import build_evaluation_report, write_evaluation_report
+
+            full = build_evaluation_report(predictor, model, data, split, progress=sys.stderr.isatty())
+            metrics = full.summary
+            click.echo(f"report written to {write_evaluation_report(full, report_dir)}", err=True)
+        else:
+            metrics = evaluate_layout(predictor, data, split, progress=sys.stderr.isatty())
     except _known_errors() as exc:
         raise click.ClickException(str(exc)) from None
     report = metrics.to_json([c["name"] for c in predictor.classes])
