@@ -27,6 +27,7 @@ from seg.metrics import ConfusionAccumulator
 from seg.models.artifact import PARAMS, check_compatible, read_artifact_hyperparameters, save_artifact, unpack_model_dir
 from seg.models.nets import build_network
 from seg.models.pretrained import resolve_pretrained
+from seg.report import write_curves_png
 from seg.train.checkpoints import BEST, LAST, TRAINER_STATES, Checkpoints, _resume_state, track_progress
 from seg.train.distributed import DistSync
 
@@ -211,6 +212,7 @@ def train(
         metrics_json = {"best_epoch": state["best_epoch"], "validation:mIOU": state["best_miou"],
                         "stopped_early": stopped_early, "epochs": state["history"]}
         write_atomic(model_dir / "metrics.json", json.dumps(metrics_json, indent=2).encode())
+        write_curves_png(model_dir, metrics_json)
     log.info("best validation:mIOU=%.6f at epoch %d; model written to %s", state["best_miou"], state["best_epoch"],
              model_dir)
     return TrainResult(model_dir, state["epochs_done"], state["best_epoch"], state["best_miou"], stopped_early,
