@@ -45,7 +45,7 @@ class DatasetReport:
     images: dict  # split -> images per class index
     missing_from: dict  # split -> class names present on the other side only
     picks: list = field(default_factory=list)
-    flagged: dict = field(default_factory=dict)  # flag -> every item name that carries it
+    flagged: dict | None = None  # flag -> every item name that carries it; None without a conversion cache
     skipped: list = field(default_factory=list)  # report.json's skipped lines, plus "source" where known
     warnings: list = field(default_factory=list)  # the conversion's, as the CLI printed them
     problems: list = field(default_factory=list)  # what is missing or half-written
@@ -67,7 +67,7 @@ class _Item:
     image: str
     mask: str
     pixels: np.ndarray
-    flags: tuple
+    flags: tuple | None
 
 
 def _read_json(path: Path, problems: list, what: str):
@@ -94,8 +94,9 @@ def _pairs(root: Path, split: str, problems: list) -> list[tuple[str, str, str]]
     return [(n, f"{split}/{images[n]}", f"{split}_annotation/{n}.png") for n in sorted(masks & set(images))]
 
 
-def _counts(root: Path, name: str, mask: str, num_classes: int, problems: list) -> tuple[np.ndarray, tuple]:
-    """Per-class pixel counts and conversion flags: from the cache record, else a histogram of the mask."""
+def _counts(root: Path, name: str, mask: str, num_classes: int, problems: list) -> tuple[np.ndarray, tuple | None]:
+    """Per-class pixel counts and conversion flags: from the cache record, else a histogram of the mask
+    (flags then unknown: None)."""
     try:
         cached = json.loads((root / layout.cache_dir(Path()) / f"{name}.json").read_text())
         return np.asarray(cached["pixels"], dtype=np.int64)[:num_classes], tuple(f for f in FLAGS if cached.get(f))
@@ -106,11 +107,11 @@ def _counts(root: Path, name: str, mask: str, num_classes: int, problems: list) 
             histogram = np.bincount(np.asarray(image).ravel(), minlength=256)
     except (OSError, ValueError) as exc:
         problems.append(f"{mask}: unreadable mask ({exc})")
-        return np.zeros(num_classes, dtype=np.int64), ()
+        return np.zeros(num_classes, dtype=np.int64), None
     beyond = [v for v in np.flatnonzero(histogram) if num_classes <= v != IGNORE]
     if beyond:
         problems.append(f"{mask}: pixel values {beyond[:5]} are not classes in classes.json")
-    return histogram[:num_classes].astype(np.int64), ()
+    return histogram[:num_classes].astype(np.int64), None
 
 
 def _classes(root: Path, problems: list) -> list:
@@ -130,7 +131,9 @@ def _picks(items: list[_Item], classes: list, per_class: int) -> list[Pick]:
     for c in classes[1:]:
         k = c["index"]
         share = [(int(it.pixels[k]) / max(1, int(it.pixels.sum())), i) for i, it in enumerate(items) if it.pixels[k]]
-        for label, chosen in (("rarest", heapq.nsmallest(per_class, share)), ("most", heapq.nlargest(per_class, share))):
+        rarest = heapq.nsmallest(per_class, share)
+        most = heapq.nlargest(per_class, [s for s in share if s not in rarest])
+        for label, chosen in (("rarest", rarest), ("most", most)):
             out += [pick(c["name"], f"{c['name']} {label}: {s:.1%} of pixels", items[i]) for s, i in chosen]
     empty = [it for it in items if it.pixels.sum() and not it.pixels[1:].any()]
     out += [pick("empty masks", "background only", it) for it in empty[: per_class * 4]]
@@ -139,7 +142,7 @@ def _picks(items: list[_Item], classes: list, per_class: int) -> list[Pick]:
             for it in full[: per_class * 4]]
     for flag in FLAGS:
         out += [pick(f"{flag.replace('_', ' ')} in conversion", flag, it)
-                for it in [it for it in items if flag in it.flags][: per_class * 6]]
+                for it in [it for it in items if flag in (it.flags or ())][: per_class * 6]]
     return out
 
 
@@ -204,7 +207,8 @@ def build_dataset_report(layout_dir, per_class: int = 2, ref_roots=(), progress:
         layout=str(root.resolve()), classes=classes, items={s: len(pairs[s]) for s in layout.SIDES},
         pixels={s: v.tolist() for s, v in pixels.items()}, images={s: v.tolist() for s, v in images.items()},
         missing_from=missing, picks=_picks(items, classes, per_class),
-        flagged={f: [it.name for it in items if f in it.flags] for f in FLAGS},
+        flagged={f: [it.name for it in items if f in (it.flags or ())] for f in FLAGS}
+        if any(it.flags is not None for it in items) else None,
         skipped=[dict(s, source=sources.get(s.get("line"))) for s in converted.get("skipped", [])],
         warnings=list(converted.get("warnings", [])), problems=problems,
     )

@@ -30,7 +30,7 @@ td:first-child,th:first-child{text-align:left}tr.missing td{background:#fde2e1}
 
 @dataclass(frozen=True)
 class Card:
-    """One gallery entry: a panel image (relative path under the report folder, or None) and its caption."""
+    """One gallery entry: a panel image (relative path under the report folder, or None: say why in note)."""
 
     image: str | None
     caption: str
@@ -64,8 +64,7 @@ def figures(figs) -> str:
 def cards(items: list[Card]) -> str:
     out = []
     for c in items:
-        picture = (f'<img src="{escape(c.image)}" alt="{escape(c.caption)}">' if c.image
-                   else '<div class="muted">no picture: file missing</div>')
+        picture = f'<img src="{escape(c.image)}" alt="{escape(c.caption)}">' if c.image else ""
         note = f'<div class="muted">{escape(c.note)}</div>' if c.note else ""
         out.append(f'<div class="card">{picture}<div>{escape(c.caption)}</div>{note}</div>')
     return '<div class="cards">' + "".join(out) + "</div>" if out else '<p class="muted">none</p>'

@@ -26,10 +26,16 @@ def class_mask(indices: np.ndarray, classes: list) -> Image.Image:
 
 
 def _item_panel(root: Path, image: str, mask: str, classes: list) -> bytes:
-    """image | mask | blend thumbnails of one layout item."""
-    rgb = open_thumbnail((root / image).read_bytes())
-    with Image.open(root / mask) as m:
-        colored = thumbnail(class_mask(np.asarray(m), classes), rgb.height)
+    """image | mask | blend thumbnails of one layout item; Gt2SegError names a file that cannot be read."""
+    try:
+        rgb = open_thumbnail((root / image).read_bytes())
+    except (OSError, ValueError):
+        raise Gt2SegError(f"{image} is not a readable image") from None
+    try:
+        with Image.open(root / mask) as m:
+            colored = thumbnail(class_mask(np.asarray(m), classes), rgb.height)
+    except (OSError, ValueError):
+        raise Gt2SegError(f"{mask} is not a readable mask") from None
     return panel([rgb, colored, blend(rgb, colored)])
 
 
@@ -41,8 +47,8 @@ def _gallery(report: DatasetReport, folder: page.ReportFolder) -> str:
             try:
                 folder.put(target, _item_panel(root, pick.image, pick.mask, report.classes))
                 made[pick.name] = (target, "")
-            except (OSError, ValueError) as exc:
-                made[pick.name] = (None, f"cannot read its files: {exc}")
+            except Gt2SegError as exc:
+                made[pick.name] = (None, f"no picture: {exc}")
         image, note = made[pick.name]
         groups.setdefault(pick.group, []).append(page.Card(image, f"{pick.name} ({pick.split}): {pick.why}", note))
     if not groups:
@@ -91,7 +97,8 @@ def write_dataset_report(report: DatasetReport, out=None, skipped_thumbnails: in
     summary = page.table(["split", "items"], [[s, page.num(report.items[s], f"items/{s}")] for s in layout.SIDES])
     flagged = "".join(f"<p>{escape(f)}: {page.num(len(names), f'flagged/{f}')} "
                       f"<span class='muted'>{escape(', '.join(names))}</span></p>"
-                      for f, names in report.flagged.items())
+                      for f, names in (report.flagged or {}).items()) or \
+        '<p class="muted">unknown: the layout has no conversion cache (.gt2seg/items/) to say</p>'
     sections = [
         ("Summary", summary + (page.notes(report.problems, "warn problem") if report.problems else "")),
         ("Classes and split balance", _classes_table(report)),

@@ -122,7 +122,8 @@ def test_half_written_layout_page_says_what_is_missing_without_broken_images(tmp
     assert seen.console == [] and seen.broken == []
     assert "report.json is missing" in seen.text
     assert "1 file(s) in train/ have no partner in train_annotation/: train_0001" in seen.text
-    assert "cannot read its files" in seen.text
+    assert "no picture: validation/validation_0000.jpg is not a readable image" in seen.text
+    assert "unknown: the layout has no conversion cache" in seen.text
 
 
 def test_report_on_a_folder_that_is_not_a_layout_is_one_clear_line(tmp_path):
