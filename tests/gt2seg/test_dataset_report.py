@@ -145,6 +145,21 @@ def test_report_written_to_s3_opens_from_the_bucket(tmp_path, s3_server, s3, s3_
     assert seen.console == [] and seen.broken == [] and seen.images > 0
 
 
+def test_report_uploaded_with_the_layout_opens_from_the_bucket(tmp_path, s3_server, s3, s3_bucket,
+                                                               browser):  # noqa: F811
+    out = tmp_path / "data"
+    result = CliRunner().invoke(main, ["convert", str(FIXTURE), str(out), "--report", *FIXTURE_ARGS])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["upload", str(out), f"s3://{s3_bucket}/layout/"])
+    assert result.exit_code == 0, result.output
+    public = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                                                     "Resource": f"arn:aws:s3:::{s3_bucket}/*"}]}
+    s3.put_bucket_policy(Bucket=s3_bucket, Policy=json.dumps(public))
+    seen = look(browser, f"{s3_server}/{s3_bucket}/layout/report/index.html", "gt2seg-report-uploaded.png")
+    assert seen.console == [] and seen.broken == [] and seen.images > 0
+    assert seen.numbers["items/train"] == str(json.loads((out / "report.json").read_text())["splits"]["train"])
+
+
 def test_page_check_notices_a_broken_image(tmp_path, browser):  # noqa: F811
     page = tmp_path / "index.html"
     page.write_text('<!doctype html><html><body><img src="img/absent.png"></body></html>')
