@@ -22,6 +22,7 @@ from gt2seg.report.figures import BarChart
 FLAGS = ("expanded", "resized", "exif_rotated")
 NEAR_FULL = 0.98  # share of labelled pixels that makes a mask "cover ~everything"
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+CACHE = layout.cache_dir(Path())  # relative: .gt2seg/items
 
 
 @dataclass(frozen=True)
@@ -98,13 +99,15 @@ def _counts(root: Path, name: str, mask: str, num_classes: int, problems: list) 
     """Per-class pixel counts and conversion flags: from the cache record, else a histogram of the mask
     (flags then unknown: None)."""
     try:
-        cached = json.loads((root / layout.cache_dir(Path()) / f"{name}.json").read_text())
+        cached = json.loads((root / CACHE / f"{name}.json").read_text())
         return np.asarray(cached["pixels"], dtype=np.int64)[:num_classes], tuple(f for f in FLAGS if cached.get(f))
     except (OSError, ValueError, KeyError):
         pass
     try:
         with Image.open(root / mask) as image:
-            histogram = np.bincount(np.asarray(image).ravel(), minlength=256)
+            if image.mode not in ("P", "L"):
+                raise ValueError(f"mode {image.mode}, not a class-index mask")
+            histogram = np.asarray(image.histogram())  # Pillow's C histogram: no pixel copy
     except (OSError, ValueError) as exc:
         problems.append(f"{mask}: unreadable mask ({exc})")
         return np.zeros(num_classes, dtype=np.int64), None
