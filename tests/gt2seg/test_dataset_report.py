@@ -13,7 +13,7 @@ from gt2seg import storage
 from gt2seg.cli import main
 from gt2seg.convert import ConvertOptions, convert
 from gt2seg.report import build_dataset_report, write_dataset_report
-from gtjob import Job, blocks, palette_png, standard_job
+from gtjob import blocks, palette_png, standard_job
 from repo import ROOT
 from synthdata import write_layout
 
