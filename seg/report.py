@@ -98,6 +98,7 @@ def write_curves_png(model_dir, metrics: dict) -> Path | None:
     if not charts:
         return None
     from matplotlib.figure import Figure  # no pyplot: no global backend switch inside a notebook's kernel
+    from matplotlib.ticker import MaxNLocator
 
     from seg.jobs.contract import write_atomic
 
@@ -111,6 +112,7 @@ def write_curves_png(model_dir, metrics: dict) -> Path | None:
             ax.annotate(label, (x, 1), xycoords=("data", "axes fraction"), color="#c44e52", va="top")
         ax.set_title(chart.title)
         ax.set_xlabel(chart.x_label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
     fig.tight_layout()
     out = io.BytesIO()

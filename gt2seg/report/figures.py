@@ -158,7 +158,7 @@ class LineChart:
         values = [v for vs in self.series.values() for v in vs if v is not None]
         low, high = min(values + [0.0]), max(values + [1e-9])
         span = high - low or 1.0
-        x0, x1 = min(self.x + [0]), max(self.x + [1])
+        x0, x1 = (min(self.x), max(self.x)) if self.x else (0, 1)
 
         def px(x):
             return left + width * (x - x0) / ((x1 - x0) or 1)
