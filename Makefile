@@ -8,7 +8,7 @@ EXTRAS ?= cpu,test
 # Bit-identical MXNet runs need one thread; speed wants all cores.
 NPROC  := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: help venv test test-fast bench bench-convert bench-train bench-pipe bench-serve bench-reliability bench-hostile bench-builtin-serve clean
+.PHONY: help venv test test-fast bench bench-convert bench-train bench-pipe bench-serve bench-reliability bench-hostile bench-builtin-serve bench-report clean
 
 help: ## list targets and variables
 	@echo "targets:"
@@ -30,7 +30,7 @@ test: venv ## run the whole test suite
 test-fast: venv ## tests that do not train
 	$(PY) -m pytest -q -ra -m "not slow" $(PYTEST_ARGS)
 
-bench: bench-convert bench-pipe bench-serve bench-hostile bench-builtin-serve bench-train ## every benchmark (figures go in README)
+bench: bench-convert bench-pipe bench-serve bench-hostile bench-builtin-serve bench-train bench-report ## every benchmark (figures go in README)
 
 bench-convert: venv ## gt2seg convert vs bare Pillow, 1 vs all workers, peak RSS
 	$(PY) benchmarks/bench_convert.py $(BENCH_ARGS)
@@ -52,6 +52,9 @@ bench-builtin-serve: venv ## serving a built-in model.tar.gz vs seg's artifact o
 
 bench-train: venv ## training step vs bare GluonCV step, loader vs step throughput
 	OMP_NUM_THREADS=$(NPROC) $(PY) benchmarks/bench_train.py $(BENCH_ARGS)
+
+bench-report: venv ## gt2seg report time and page size on 1k and 20k synthetic items (near-flat)
+	$(PY) benchmarks/bench_report.py $(BENCH_ARGS)
 
 clean: ## remove build and demo outputs (keeps .venv)
 	rm -rf demo-out bench-out build *.egg-info .pytest_cache
@@ -112,7 +115,7 @@ $(STAMPS)/train.args: FORCE
 	$(call remember,$@,$(MODE) $(S3_PREFIX) $(MODEL))
 
 $(STAMPS)/convert: $(STAMPS)/output.manifest $(STAMPS)/convert.args
-	$(GT2SEG) convert '$(MANIFEST)' $(DATA) $(CONVERT_ARGS) \
+	$(GT2SEG) convert '$(MANIFEST)' $(DATA) $(CONVERT_ARGS) --report \
 	    $(call fail,convert,Fix the labeling job or the LABEL_ATTRIBUTE/REF_ROOT options.)
 	@touch $@
 convert: $(STAMPS)/convert ## labeling job -> SageMaker layout in DATA
@@ -131,7 +134,7 @@ $(STAMPS)/train: $(TRAIN_AFTER) $(HP) $(STAMPS)/train.args
 train: $(STAMPS)/train ## train MODEL from DATA, or from S3_PREFIX (File or Pipe MODE) when set
 
 $(OUT)/metrics.json: $(STAMPS)/train
-	$(SEG) evaluate $(MODEL) $(DATA) --json > $@.tmp $(call fail,evaluate,Check MODEL and DATA.)
+	$(SEG) evaluate $(MODEL) $(DATA) --json --report $(OUT)/evaluation-report > $@.tmp $(call fail,evaluate,Check MODEL and DATA.)
 	@mv $@.tmp $@
 evaluate: $(OUT)/metrics.json ## validation metrics of MODEL -> OUT/metrics.json
 
@@ -160,6 +163,7 @@ pipeline: ## convert, upload (with S3_PREFIX), train, evaluate, predict, invoke,
 
 report: ## where the pictures are, and the metrics
 	@echo "pictures: $(OUT)/invoke/ (served over HTTP), $(OUT)/predictions/ (seg predict)"
+	@echo "dataset report: $(DATA)/report/index.html, evaluation report: $(OUT)/evaluation-report/index.html"
 	@ls $(OUT)/invoke/*_overlay.png 2>/dev/null | sed 's/^/  /'
 	@$(PY) -c 'import json, sys; m = json.load(open(sys.argv[1])); \
 	print("validation mIOU %.3f, pixel accuracy %.3f" % (m["mIOU"], m["pixel_accuracy"])); \

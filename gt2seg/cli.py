@@ -121,12 +121,18 @@ def inspect(manifest, label_attributes, as_json):
               help="fail: stop on a bad image or mask; skip: leave it out and report it.")
 @click.option("--max-pixels", type=int, help="Decompression-bomb limit per image (Pillow's default if unset).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--report", "html_report", is_flag=True, help="Also write the HTML dataset report to OUT/report/.")
 @_friendly
-def convert(manifest, out, as_json, **options):
+def convert(manifest, out, as_json, html_report, **options):
     """Convert the labeling job MANIFEST (path or s3:// URI) into the SageMaker layout in OUT."""
     from gt2seg.convert import ConvertOptions, convert as run
 
     report = run(manifest, out, ConvertOptions(progress=True, **options)).to_dict()
+    if html_report:
+        from gt2seg.report import build_dataset_report, write_dataset_report
+
+        report["html_report"] = write_dataset_report(build_dataset_report(out, ref_roots=options["ref_roots"],
+                                                                          progress=True))
 
     def summary(r):
         yield (f"{r['converted']} images converted into {r['output']} "
@@ -139,6 +145,8 @@ def convert(manifest, out, as_json, **options):
                    f"{r['pixels_per_class'][c['name']]:12,d} px")
         for w in r["warnings"]:
             yield f"  warning: {w}"
+        if r.get("html_report"):
+            yield f"report written to {r['html_report']}"
 
     _emit(report, as_json, summary)
 
@@ -176,6 +184,23 @@ def merge(out, shards, as_json):
     _emit(report, as_json, lambda r: [
         f"{r['converted']} images from {len(shards)} shards merged into {r['output']} "
         f"(train {r['splits']['train']}, validation {r['splits']['validation']})"])
+
+
+@main.command()
+@click.argument("layout", type=click.Path(file_okay=False))
+@click.option("--out", metavar="DIR|s3://BUCKET/PREFIX", help="Where index.html goes  [default: LAYOUT/report]")
+@click.option("--ref-root", "ref_roots", multiple=True, callback=_ref_root, metavar="PREFIX=DIR",
+              help="As for convert: where skipped lines' images are read for their thumbnails.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report's data as JSON.")
+@_friendly
+def report(layout, out, ref_roots, as_json):
+    """Write a static HTML report of the layout folder LAYOUT: classes, split balance, gallery, skipped lines."""
+    from gt2seg.report import build_dataset_report, write_dataset_report
+
+    data = build_dataset_report(layout, ref_roots=ref_roots, progress=True)
+    result = dict(data.to_dict(), html_report=write_dataset_report(data, out))
+    _emit(result, as_json, lambda r: [f"report written to {r['html_report']}"]
+          + [f"  problem: {p}" for p in r["problems"]])
 
 
 if __name__ == "__main__":

@@ -154,13 +154,14 @@ def read_bytes(uri) -> bytes:
         raise StorageError(f"cannot read {uri}: {exc.strerror}") from None
 
 
-def write_bytes(uri, data: bytes) -> None:
-    """Store `data` whole: a put for S3, temp file + rename locally (never half-written)."""
+def write_bytes(uri, data: bytes, content_type: str | None = None) -> None:
+    """Store `data` whole: a put for S3 (with content_type, so a browser shows it), temp file + rename locally."""
     uri = str(uri)
     if is_s3(uri):
         loc = parse_s3(uri)
         with s3_errors(uri, "write"):
-            s3_client().put_object(Bucket=loc.bucket, Key=loc.key, Body=data)
+            s3_client().put_object(Bucket=loc.bucket, Key=loc.key, Body=data,
+                                   **({"ContentType": content_type} if content_type else {}))
         return
     try:
         atomic_write(uri, data)

@@ -9,6 +9,7 @@ like a complete layout.
 from __future__ import annotations
 
 import json
+import mimetypes
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -148,8 +149,10 @@ def upload_layout(out_dir, s3_uri: str, *, workers: int = 8, progress: bool = Tr
     with bar, storage.transfer_manager(config) as manager:
         for phase in _phases(todo):
             futures = [
-                (manager.upload(os.path.join(out_dir, rel), loc.bucket, loc.key + rel,
-                                subscribers=[Progress()]), rel)
+                (manager.upload(os.path.join(out_dir, rel), loc.bucket, loc.key + rel, subscribers=[Progress()],
+                                # a content type lets a browser open report/index.html and its images from S3
+                                extra_args={"ContentType": mimetypes.guess_type(rel)[0] or "binary/octet-stream"}),
+                 rel)
                 for rel in phase
             ]
             for future, rel in futures:

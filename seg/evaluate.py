@@ -8,8 +8,10 @@ if TYPE_CHECKING:
 
 
 
-def evaluate_layout(predictor: Predictor, data, split: str = "validation", progress: bool = False):
-    """SegMetrics of the predictor on a layout split, each image at its own size (label map applied)."""
+def evaluate_layout(predictor: Predictor, data, split: str = "validation", progress: bool = False, on_image=None):
+    """SegMetrics of the predictor on a layout split, each image at its own size (label map applied).
+
+    on_image(pair, rgb, mask, prediction) sees every image, for per-image figures (seg.report)."""
     from tqdm import tqdm
 
     from seg.data.files import FileSource
@@ -25,5 +27,8 @@ def evaluate_layout(predictor: Predictor, data, split: str = "validation", progr
             check_labels(mask, predictor.num_classes)
         except DataError as exc:
             raise DataError(f"{source.pairs[index].mask}: {exc}") from None
-        acc.update(predictor.predict(rgb), mask)
+        prediction = predictor.predict(rgb)
+        acc.update(prediction, mask)
+        if on_image:
+            on_image(source.pairs[index], rgb, mask, prediction)
     return acc.result()

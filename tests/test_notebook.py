@@ -23,6 +23,8 @@ def test_notebook_runs_top_to_bottom_and_writes_model_metrics_and_predictions(tm
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.get("data", {})]
     assert len(images) == 6  # three training overlays, three predicted overlays
+    charts = [o for o in outputs if o.output_type == "display_data" and "image/svg+xml" in o.get("data", {})]
+    assert len(charts) == 2 + 5 + 2  # dataset bars; confusion x2, IoU, accuracy, per-image mIOU; loss, validation
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "13 labeled, 1 unlabeled, 1 failed" in text and "'train': 10, 'validation': 3" in text
     assert json.loads((tmp_path / "model" / "hyperparameters.json").read_text())["epochs"] == 2

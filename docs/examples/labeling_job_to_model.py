@@ -57,6 +57,14 @@ print(f"{report.converted} images: {report.splits}; skipped {report.skipped_by_r
 classes = json.loads((DATA / "classes.json").read_text())
 
 # %% [markdown]
+# The dataset report's charts, as data that draws itself (`gt2seg report DATA` writes the whole page).
+
+# %%
+from gt2seg.report import build_dataset_report
+
+display(*build_dataset_report(DATA).figures())
+
+# %% [markdown]
 # ## 3. A few masks over their images
 # The masks hold class indices; the colours come from `classes.json`.
 
@@ -89,11 +97,13 @@ print(f"best validation mIOU {result.best_miou:.3f} at epoch {result.best_epoch}
 
 # %%
 from seg.serve.predictor import Predictor
-from seg.evaluate import evaluate_layout
+from seg.report import build_evaluation_report
 
 predictor = Predictor.load(MODEL)
-metrics = evaluate_layout(predictor, DATA, "validation").to_json([c["name"] for c in classes])
-print(json.dumps(metrics, indent=2))
+evaluation = build_evaluation_report(predictor, MODEL, DATA, "validation")
+print(json.dumps(evaluation.summary.to_json([c["name"] for c in classes]), indent=2))
+# confusion matrices, per-class bars, per-image mIOU, training curves (`seg evaluate --report DIR` writes the page)
+display(*evaluation.figures())
 
 # %% [markdown]
 # ## 6. Predict

@@ -16,13 +16,22 @@ from seg.cli.options import classes_option, json_option
 @click.option("--max-side", default=1024, show_default=True)
 @classes_option()
 @json_option("Print the metrics as JSON.")
-def evaluate(model, data, split, max_side, classes_path, as_json):
+@click.option("--report", "report_dir", metavar="DIR|s3://BUCKET/PREFIX",
+              help="Also write the HTML evaluation report (confusion, per-image mIOU, worst images, curves) there.")
+def evaluate(model, data, split, max_side, classes_path, as_json, report_dir):
     """mIOU, pixel accuracy and per-class IoU of MODEL on a layout folder's split, at full image size."""
     from seg.evaluate import evaluate_layout
     from seg.serve.predictor import Predictor
 
     predictor = Predictor.load(model, max_side=max_side, classes_path=classes_path)
-    metrics = evaluate_layout(predictor, data, split, progress=sys.stderr.isatty())
+    if report_dir:
+        from seg.report import build_evaluation_report, write_evaluation_report
+
+        full = build_evaluation_report(predictor, model, data, split, progress=sys.stderr.isatty())
+        metrics = full.summary
+        click.echo(f"report written to {write_evaluation_report(full, report_dir)}", err=True)
+    else:
+        metrics = evaluate_layout(predictor, data, split, progress=sys.stderr.isatty())
     report = metrics.to_json([c["name"] for c in predictor.classes])
     if as_json:
         click.echo(json.dumps(report, indent=2))

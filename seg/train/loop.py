@@ -29,6 +29,7 @@ from seg.models.artifact import check_compatible, open_model, read_model, save_a
 from seg.models.gpu import check_gpus
 from seg.models.nets import architecture_for, build_network
 from seg.models.pretrained import resolve_pretrained
+from seg.report import write_curves_png
 from seg.train.checkpoints import BEST, LAST, TRAINER_STATES, Checkpoints, _resume_state, track_progress
 from seg.train.distributed import DistSync
 
@@ -224,6 +225,7 @@ def train(
         metrics_json = {"best_epoch": state["best_epoch"], "validation:mIOU": state["best_miou"],
                         "stopped_early": stopped_early, "epochs": state["history"]}
         atomic_write(model_dir / "metrics.json", json.dumps(metrics_json, indent=2).encode())
+        write_curves_png(model_dir, metrics_json)
     log.info("best validation:mIOU=%.6f at epoch %d; model written to %s", state["best_miou"], state["best_epoch"],
              model_dir)
     return TrainResult(model_dir, state["epochs_done"], state["best_epoch"], state["best_miou"], stopped_early,
