@@ -8,7 +8,7 @@ EXTRAS ?= cpu,test
 # Bit-identical MXNet runs need one thread; speed wants all cores.
 NPROC  := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: help venv test test-fast bench bench-convert bench-train bench-pipe bench-serve bench-reliability bench-hostile bench-builtin-serve bench-report clean
+.PHONY: help venv system-deps test test-fast bench bench-convert bench-train bench-pipe bench-serve bench-reliability bench-hostile bench-builtin-serve bench-report clean
 
 help: ## list targets and variables
 	@echo "targets:"
@@ -23,6 +23,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed ## create .venv with the cpu and test extras
+
+system-deps: ## Debian/Ubuntu, as root: nginx, chromium, chromium-driver (what the tests need beyond .venv)
+	bash .ci/system-deps
 
 test: venv ## run the whole test suite
 	OMP_NUM_THREADS=$(NPROC) $(PY) -m pytest -q -ra $(PYTEST_ARGS)

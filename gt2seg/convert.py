@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from gt2seg import layout, storage
-from gt2seg.classes import IGNORE, ClassTable
+from gt2seg.classes import CLASSES_JSON, IGNORE, ClassTable
 from gt2seg.errors import ConversionError, Gt2SegError, ItemError, ManifestError, MissingObjectError, StorageError
 from gt2seg.images import prepare_image
 from gt2seg.manifest import Manifest, Record, Skipped, read_manifest
@@ -362,19 +362,19 @@ def _convert(manifest: Manifest, table: ClassTable, out: Path, options: ConvertO
     wanted = {}
     for r in results:
         wanted[f"{sides[r.name]}/{r.name}{r.image_ext}"] = cache / f"{r.name}{r.image_ext}"
-        wanted[f"{sides[r.name]}_annotation/{r.name}.png"] = cache / f"{r.name}.png"
+        wanted[f"{layout.annotation_dir(sides[r.name])}/{r.name}.png"] = cache / f"{r.name}.png"
     layout.materialize(out, wanted)
 
     attribute = _attribute_key(manifest)
     for side in layout.SIDES:
         lines = [
             {"source-ref": _uri(out, options.s3_prefix, f"{side}/{r.name}{r.image_ext}"),
-             attribute: _uri(out, options.s3_prefix, f"{side}_annotation/{r.name}.png")}
+             attribute: _uri(out, options.s3_prefix, f"{layout.annotation_dir(side)}/{r.name}.png")}
             for r in results if sides[r.name] == side
         ]
         layout.atomic_write(out / f"{side}.manifest", layout.manifest_text(lines))
-        layout.write_json(out / "label_map" / f"{side}_label_map.json", layout.label_map())
-    layout.atomic_write(out / "classes.json", table.to_json())
+        layout.write_json(out / layout.LABEL_MAP_DIR / layout.label_map_file(side), layout.label_map())
+    layout.atomic_write(out / CLASSES_JSON, table.to_json())
     layout.write_json(out / "channels.json", layout.channels(
         {side: _uri(out, options.s3_prefix, f"{side}.manifest") for side in layout.SIDES}, attribute))
 

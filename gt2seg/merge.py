@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from gt2seg import layout
+from gt2seg.classes import CLASSES_JSON
 from gt2seg.convert import Report
 from gt2seg.errors import Gt2SegError
 
@@ -29,7 +30,7 @@ def merge_shards(shards: list, out) -> Report:
     if len(shards) < 2:
         raise Gt2SegError("merge needs at least two shard folders")
     reports = [_load(s) for s in shards]
-    classes = {(s / "classes.json").read_text() for s in shards}
+    classes = {(s / CLASSES_JSON).read_text() for s in shards}
     if len(classes) != 1:
         raise Gt2SegError("the shards have different classes.json: were they converted from the same manifest "
                           "with the same options?")
@@ -49,9 +50,9 @@ def merge_shards(shards: list, out) -> Report:
                 part = (shard / f"{side}.manifest").read_text()
                 text += part.replace(str(shard.resolve()) + "/", str(out.resolve()) + "/")
             layout.atomic_write(out / f"{side}.manifest", text)
-            layout.atomic_write(out / "label_map" / f"{side}_label_map.json",
-                                (shards[0] / "label_map" / f"{side}_label_map.json").read_text())
-        layout.atomic_write(out / "classes.json", classes.pop())
+            name = Path(layout.LABEL_MAP_DIR) / layout.label_map_file(side)
+            layout.atomic_write(out / name, (shards[0] / name).read_text())
+        layout.atomic_write(out / CLASSES_JSON, classes.pop())
         channels = (shards[0] / "channels.json").read_text().replace(str(shards[0].resolve()) + "/",
                                                                       str(out.resolve()) + "/")
         layout.atomic_write(out / "channels.json", channels)

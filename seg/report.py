@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gt2seg.classes import IGNORE
+from gt2seg.classes import CLASSES_JSON, IGNORE
 from gt2seg.report import page
 from gt2seg.report.figures import BarChart, Heatmap, Histogram, LineChart
 from gt2seg.report.panels import panel, thumbnail
@@ -124,7 +124,7 @@ def write_curves_png(model_dir, metrics: dict) -> Path | None:
 
 def check_classes(model_classes: list, data) -> None:
     """DataError when DATA/classes.json names other classes than the model was trained on."""
-    path = Path(data) / "classes.json"
+    path = Path(data) / CLASSES_JSON
     if not path.is_file():
         return
     from gt2seg.classes import read_classes

@@ -80,7 +80,7 @@ def test_evaluation_page_shows_the_metrics_of_seg_evaluate(tmp_path, trained, la
 
 @pytest.fixture(scope="module")
 def random_model(tmp_path_factory):
-    from seg.models.artifact import save_random_artifact
+    from artifacts import save_random_artifact
 
     return save_random_artifact(tmp_path_factory.mktemp("model") / "model", num_classes=3, classes=CLASSES)
 
@@ -97,7 +97,7 @@ def test_worst_images_are_those_with_the_lowest_mIOU(random_model, layout):
 
 
 def test_model_and_data_with_other_classes_is_one_clear_line(tmp_path, layout):
-    from seg.models.artifact import save_random_artifact
+    from artifacts import save_random_artifact
 
     model = save_random_artifact(tmp_path / "model", num_classes=3)  # default class names
     result = seg("evaluate", model, layout, "--report", tmp_path / "page")

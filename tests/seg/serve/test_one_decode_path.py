@@ -64,7 +64,7 @@ def seg(*args):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from seg.models.artifact import save_random_artifact
+    from artifacts import save_random_artifact
 
     return save_random_artifact(tmp_path_factory.mktemp("model") / "model", num_classes=3, classes=CLASSES, seed=1)
 
