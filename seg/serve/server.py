@@ -47,7 +47,8 @@ def run_server(config: ServeConfig, environ: Mapping[str, str] = os.environ) -> 
         raise ServeConfigError(f"model {model_dir} does not exist; pass a model folder, a model.tar.gz or an "
                                f"s3:// URI of one (or opt_ml whose model/ holds it)")
     if config.workers < 1 or config.max_pixels < 1 or config.read_timeout < 1:
-        raise ServeConfigError("--workers, --max-pixels and --read-timeout must be at least 1")
+        raise ServeConfigError(f"workers={config.workers}, max_pixels={config.max_pixels}, "
+                               f"read_timeout={config.read_timeout}: each must be at least 1")
     import gunicorn  # noqa: F401  (here, so a missing `cpu` extra is named before any child starts)
 
     parameters = execution_parameters(environ, config.workers)
