@@ -1,7 +1,7 @@
 """Models as SageMaker's built-in algorithm writes them, made with GluonCV itself (random weights).
 
 The built-in's model.tar.gz holds model_algo-1 (GluonCV `save_parameters`), model_best.params and
-hyperparams.json (SAGEMAKER_SPEC §6); `demo_mask` is GluonCV's own inference (`demo()`, argmax).
+hyperparams.json (docs/CONTRACTS.md, "The built-in's model artifact"); `demo_mask` is GluonCV's own inference (`demo()`, argmax).
 """
 import io
 import json

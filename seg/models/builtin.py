@@ -1,7 +1,7 @@
 """SageMaker's built-in semantic-segmentation artifact: read it, write it, and tell what a parameter file holds.
 
 The built-in's model.tar.gz holds `model_algo-1` (a GluonCV FCN/PSPNet/DeepLabV3 `save_parameters` file),
-`model_best.params` and `hyperparams.json` (string values under the built-in's names); SAGEMAKER_SPEC §6.
+`model_best.params` and `hyperparams.json` (string values under the built-in's names); docs/CONTRACTS.md, "The built-in's model artifact".
 The network is worked out from the parameter file itself (names and shapes); hyperparams.json, when present,
 must agree with it. See docs/BUILTIN_MODELS.md for what is confirmed and what is inferred.
 """
