@@ -29,12 +29,16 @@ def shuffled(items: Iterable, size: int, rng: np.random.Generator) -> Iterator:
 def ordered_map(fn: Callable, items: Iterable, pool: ThreadPoolExecutor, window: int) -> Iterator:
     """pool.map with at most `window` items in flight, so a long epoch never piles up in memory."""
     pending: deque = deque()
-    for item in items:
-        pending.append(pool.submit(fn, item))
-        if len(pending) >= window:
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
             yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
+    finally:  # an abandoned epoch (error, early stop) starts no more work
+        for future in pending:
+            future.cancel()
 
 
 def chunks(items: Iterable, size: int, drop_last: bool) -> Iterator[list]:

@@ -1,7 +1,6 @@
 """File mode: image/mask pairs from the layout's channel folders, batched."""
 from __future__ import annotations
 
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Iterator, Mapping, Optional, Union
 import numpy as np
 
 from gt2seg.layout import CHANNELS, LABEL_MAP_DIR, SIDES, annotation_dir
-from seg.data.batching import collate
+from seg.data.batching import chunks, collate, ordered_map, sample_rng
 from seg.data.decode import decode_pair
 from seg.data.label_map import LabelMap, load_label_map
 from seg.errors import DataError
@@ -116,7 +115,7 @@ class FileSource:
     def sample(self, index: int, epoch: int) -> tuple:
         rgb, mask = self.load(index)
         try:
-            return self.transform(rgb, mask, np.random.default_rng([self.seed, epoch, index]))
+            return self.transform(rgb, mask, sample_rng(self.seed, epoch, index))
         except DataError as exc:
             pair = self.pairs[index]
             raise DataError(f"{pair.image} / {pair.mask}: {exc}") from None
@@ -128,22 +127,9 @@ class FileSource:
         order = np.arange(len(self.pairs))
         if self.shuffle:
             order = np.random.default_rng([self.seed, epoch]).permutation(order)
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
-            batches.pop()
+        batches = chunks(order.tolist(), self.batch_size, self.drop_last)
         if self.workers <= 0:
-            for indices in batches:
-                yield self._batch(indices, epoch)
+            yield from (self._batch(indices, epoch) for indices in batches)
             return
         with ThreadPoolExecutor(self.workers, thread_name_prefix="seg-data") as pool:
-            pending = deque()
-            try:
-                for indices in batches:
-                    pending.append(pool.submit(self._batch, indices, epoch))
-                    if len(pending) > self.workers:
-                        yield pending.popleft().result()
-                while pending:
-                    yield pending.popleft().result()
-            finally:
-                for future in pending:
-                    future.cancel()
+            yield from ordered_map(lambda indices: self._batch(indices, epoch), batches, pool, self.workers + 1)
