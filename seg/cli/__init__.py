@@ -5,6 +5,7 @@ import logging
 
 import click
 
+from seg import LOG_FORMAT
 from seg.cli.errors import SegGroup
 from seg.cli.evaluate import evaluate
 from seg.cli.export import export
@@ -22,7 +23,7 @@ def main(verbose):
     """Train, evaluate and serve semantic-segmentation models (SageMaker-compatible)."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
     )
 
 

@@ -1,4 +1,4 @@
-"""Options several `seg` commands share, defined once: `--json`, `--hp-file`, `--opt-ml`, `--workers`."""
+"""Options several `seg` commands share, defined once: `--json`, `--hp-file`, `--opt-ml`, `--workers`, `--classes`."""
 from __future__ import annotations
 
 import json

@@ -1,8 +1,9 @@
-"""seg serve: the SageMaker hosting contract (/ping, /invocations, /execution-parameters) on gunicorn."""
+"""seg serve: the SageMaker hosting contract (/ping, /invocations, /execution-parameters): nginx in front of gunicorn."""
 
 import click
 
 from seg.cli.options import classes_option, opt_ml_option, workers_option
+from seg.serve.protocol import DEFAULT_MAX_PIXELS
 
 
 @click.command()
@@ -14,7 +15,7 @@ from seg.cli.options import classes_option, opt_ml_option, workers_option
 @workers_option(1, "Worker processes, each with its own copy of the model "
                 "(env SEG_WORKERS or SAGEMAKER_MODEL_SERVER_WORKERS).",
                 envvar=["SEG_WORKERS", "SAGEMAKER_MODEL_SERVER_WORKERS"])
-@click.option("--max-pixels", default=4096 * 4096, show_default=True, envvar="SEG_MAX_PIXELS",
+@click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, envvar="SEG_MAX_PIXELS",
               type=click.IntRange(1), help="Larger images are refused with 413.")
 @click.option("--read-timeout", default=60, show_default=True, envvar="SEG_READ_TIMEOUT", type=click.IntRange(1),
               help="Seconds a client has to send its request header, and between two reads of its body.")

@@ -3,7 +3,7 @@
 The request comes from `seg.jobs.sagemaker.build_request`, so a local run trains exactly what a SageMaker job
 would. SageMaker's part is redone here: the `/opt/ml` root (hyperparameters.json, inputdataconfig.json), File
 channels (S3 prefixes downloaded, local folders linked) and Pipe channels (one `seg pipe-feed` process per
-channel streaming its augmented manifest into FIFOs). The training itself is `seg.train.run_training_job`.
+channel streaming its augmented manifest into FIFOs). The training itself is `seg.train.entry.run_training_job`.
 """
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ BUILTIN_REGISTRIES = {
 }
 FILE_CHANNELS = (*((split, "image/jpeg") for split in SIDES), *((annotation_dir(split), "image/png") for split in SIDES),
                  (LABEL_MAP_DIR, "application/json"))
-MODEL_CONTENT_TYPE = "application/x-sagemaker-model"  # the `model` channel of incremental training (§1.5)
+MODEL_CONTENT_TYPE = "application/x-sagemaker-model"  # the `model` channel of incremental training (docs/CONTRACTS.md)
 #: What `seg train` logs each epoch (seg/train.py), for the container's MetricDefinitions.
 METRIC_DEFINITIONS = [
     {"Name": "train:loss", "Regex": r"train:loss=([0-9.eE+-]+)"},
@@ -54,7 +54,7 @@ class JobOptions:
     job_name: Optional[str] = None
     output_path: Optional[str] = None
     instance_type: str = "ml.p3.2xlarge"
-    model_uri: Optional[str] = None  # incremental training: a model.tar.gz from seg or the built-in (§1.5)
+    model_uri: Optional[str] = None  # incremental training: a model.tar.gz from seg or the built-in (docs/CONTRACTS.md)
     volume_gb: int = 50
     max_runtime_s: int = 24 * 3600
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import mxnet as mx
 
-from seg.config import Hyperparameters, parse_hyperparameters
 from gt2seg.atomic import atomic_files, atomic_path, atomic_write
 from gt2seg.classes import CLASSES_JSON, ClassTable, read_classes
 from gt2seg.errors import ClassesError
+from seg.config import Hyperparameters, parse_hyperparameters
 from seg.errors import DataError, HyperparameterError, ModelError
 from seg.models.builtin import (
     BUILTIN_HYPERPARAMETERS,
@@ -20,11 +20,10 @@ from seg.models.builtin import (
     builtin_hyperparameters,
     builtin_params_file,
     detect_architecture,
-    mxnet_reason,
     read_builtin_hyperparameters,
     write_builtin_form,
 )
-from seg.models.nets import Architecture, SegNet, architecture_for, build_network
+from seg.models.nets import Architecture, SegNet, architecture_for, build_network, mxnet_reason
 
 PARAMS, HYPERPARAMETERS, CLASSES = "model.params", "hyperparameters.json", CLASSES_JSON
 

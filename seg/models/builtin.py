@@ -17,7 +17,7 @@ import mxnet as mx
 from gt2seg.atomic import atomic_write
 from seg.config import BUILTIN_BACKBONES, EXTENSION_HPS, Hyperparameters, parse_hyperparameters
 from seg.errors import HyperparameterError, ModelError
-from seg.models.nets import Architecture, assemble
+from seg.models.nets import Architecture, assemble, mxnet_reason
 
 BUILTIN_PARAMS, BUILTIN_BEST, BUILTIN_HYPERPARAMETERS = "model_algo-1", "model_best.params", "hyperparams.json"
 #: blocks in layer3 (and whether layer1 has bottlenecks) → backbone
@@ -36,12 +36,6 @@ def read_shapes(path) -> dict:
     if not isinstance(loaded, dict) or not loaded:
         raise ModelError(f"{path}: holds no named parameters; expected a Gluon save_parameters file")
     return {name.split(":", 1)[-1]: tuple(array.shape) for name, array in loaded.items()}
-
-
-def mxnet_reason(exc) -> str:
-    """MXNet's reason without its C++ traceback (the last line: "MXNetError: Check failed: ...")."""
-    lines = str(exc).strip().splitlines()
-    return lines[-1].replace("MXNetError: ", "") if lines else type(exc).__name__
 
 
 @functools.lru_cache(maxsize=None)

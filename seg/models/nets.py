@@ -40,6 +40,12 @@ BACKBONES = {
 V1B_STEMS = {"resnet-50": resnet50_v1b, "resnet-101": resnet101_v1b}
 
 
+def mxnet_reason(exc) -> str:
+    """MXNet's reason without its C++ traceback (the last line: "MXNetError: Check failed: ...")."""
+    lines = str(exc).strip().splitlines()
+    return lines[-1].replace("MXNetError: ", "") if lines else type(exc).__name__
+
+
 def _conv_bn_relu(channels, kernel, in_channels, norm_layer, norm_kwargs, dilation=1):
     block = nn.HybridSequential(prefix="")
     block.add(nn.Conv2D(channels, kernel, padding=dilation * (kernel // 2), dilation=dilation,
@@ -237,8 +243,8 @@ def build_network(hp: Hyperparameters, ctx=None, pretrained_path=None, norm_laye
             backbone.load_parameters(str(pretrained_path), ctx=ctx)
         except (mx.base.MXNetError, AssertionError, ValueError) as exc:
             raise PretrainedWeightsError(
-                f"{pretrained_path} does not fit backbone {hp.backbone} ({BACKBONES[hp.backbone][1]}): "
-                f"{str(exc).splitlines()[0]}"
+                f"{pretrained_path} does not fit backbone {arch.backbone} ({BACKBONES[arch.backbone][1]}): "
+                f"{mxnet_reason(exc)}"
             ) from None
     else:
         backbone.initialize(_init(), ctx=ctx)

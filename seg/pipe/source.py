@@ -14,7 +14,7 @@ from seg.pipe.fifo import iter_pairs
 
 
 class PipeSource:
-    """Batches of (data float32 NCHW, label NHW) from a Pipe-mode channel: the seg.data.FileSource contract.
+    """Batches of (data float32 NCHW, label NHW) from a Pipe-mode channel: the seg.data.files.FileSource contract.
 
     Memory is bounded by `shuffle_buffer` compressed samples plus the decode window, never the epoch.
     Shuffling is local to the buffer (SageMaker streams in manifest order); 0 or 1 keeps stream order.

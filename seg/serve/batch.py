@@ -1,23 +1,23 @@
 """Batch outputs over image files: predicted masks + overlays, and Batch Transform .out files."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from seg.serve.predictor import Predictor
-
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from PIL import Image
 
 from gt2seg.atomic import atomic_write
 from gt2seg.render import mask_image, overlay
-from seg.errors import ClientError, ServeConfigError
+from seg.data.decode import decode_image as decode_file
+from seg.data.files import IMAGE_SUFFIXES
+from seg.errors import ClientError, DataError, ServeConfigError
 from seg.serve.app import render
-from seg.serve.protocol import PNG, Limits, decode_image, response_type
+from seg.serve.protocol import PNG, Limits, decode_image, payload_too_large, response_type
+
+if TYPE_CHECKING:
+    from seg.serve.predictor import Predictor
 
 
 def list_images(path) -> list:
@@ -27,20 +27,17 @@ def list_images(path) -> list:
         return [path]
     if not path.is_dir():
         raise FileNotFoundError(f"{path} does not exist")
-    return sorted(p for p in path.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png") and not p.name.startswith("."))
+    return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
 def predict_files(predictor: Predictor, images, out_dir) -> list:
     """Masks and overlays for each image; each PNG is written to a temp name then renamed into place."""
-    from seg.data.decode import decode_image
-    from seg.errors import DataError
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path in list_images(images):
         try:
-            rgb = decode_image(path.read_bytes())
+            rgb = decode_file(path.read_bytes())
         except DataError as exc:
             raise DataError(f"{path}: {exc}") from None
         mask = predictor.predict(rgb)
@@ -87,7 +84,7 @@ def transform_files(predictor, paths: Sequence[Path], out_dir: Path, *, accept: 
         try:
             body = path.read_bytes()
             if len(body) > limits.max_payload_bytes:
-                raise ClientError(413, f"{len(body)} bytes, over the {limits.max_payload_bytes}-byte payload limit")
+                raise ClientError(413, payload_too_large(limits.max_payload_bytes, len(body)))
             data = render(predictor, decode_image(body, limits.max_pixels), accept)
         except ClientError as exc:
             report.failed.append((path, exc.message))

@@ -1,7 +1,6 @@
 """The endpoint's wire contract: media types, limits, execution parameters, request bodies (docs/CONTRACTS.md)."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
@@ -11,7 +10,6 @@ from gt2seg.errors import ImageError
 from gt2seg.images import decode_rgb
 from seg.errors import ClientError, ServeConfigError
 
-log = logging.getLogger(__name__)
 
 PNG = "image/png"
 

@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from seg import LOG_FORMAT
 from seg.serve.app import InferenceApp
-from seg.serve.protocol import _MB, execution_parameters, Limits
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+from seg.serve.protocol import _MB, Limits, execution_parameters
 
 APP_LOAD_ERROR = 4  # gunicorn's exit code when a worker cannot load the app
 
