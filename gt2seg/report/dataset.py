@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gt2seg import layout, storage
+from gt2seg import jsonl, layout, storage
 from gt2seg.classes import DEFAULT_COLORS, IGNORE
 from gt2seg.errors import Gt2SegError
 from gt2seg.report.figures import BarChart
@@ -83,16 +83,17 @@ def _read_json(path: Path, problems: list, what: str):
 
 def _pairs(root: Path, split: str, problems: list) -> list[tuple[str, str, str]]:
     """(name, image, mask) layout-relative paths; unpaired files become problems."""
-    images_dir, masks_dir = root / split, root / f"{split}_annotation"
+    annotations = layout.annotation_dir(split)
+    images_dir, masks_dir = root / split, root / annotations
     images = {p.stem: p.name for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS} \
         if images_dir.is_dir() else {}
     masks = {p.stem for p in masks_dir.glob("*.png")} if masks_dir.is_dir() else set()
-    for names, there, missing in ((set(images) - masks, split, f"{split}_annotation/"),
-                                  (masks - set(images), f"{split}_annotation", f"{split}/")):
+    for names, there, missing in ((set(images) - masks, split, f"{annotations}/"),
+                                  (masks - set(images), annotations, f"{split}/")):
         if names:
             listed = ", ".join(sorted(names)[:5]) + (" ..." if len(names) > 5 else "")
             problems.append(f"{len(names)} file(s) in {there}/ have no partner in {missing}: {listed}")
-    return [(n, f"{split}/{images[n]}", f"{split}_annotation/{n}.png") for n in sorted(masks & set(images))]
+    return [(n, f"{split}/{images[n]}", f"{annotations}/{n}.png") for n in sorted(masks & set(images))]
 
 
 def _counts(root: Path, name: str, mask: str, num_classes: int, problems: list) -> tuple[np.ndarray, tuple | None]:
@@ -157,15 +158,15 @@ def _skipped_sources(report: dict, ref_roots) -> dict[int, str]:
     if not wanted or not report.get("manifest"):
         return {}
     try:
-        lines = storage.read_bytes(report["manifest"]).decode("utf-8", "replace").splitlines()
+        lines = dict(jsonl.lines(storage.read_bytes(report["manifest"]).decode("utf-8", "replace")))
     except Gt2SegError:
         return {}
     out = {}
-    for number in wanted:
+    for number in wanted:  # numbered as convert numbers them: gt2seg.jsonl
         try:
-            ref = json.loads(lines[number - 1]).get("source-ref")
+            ref = json.loads(lines[number]).get("source-ref")
             out[number] = resolve_ref(ref, report["manifest"], ref_roots) if isinstance(ref, str) else None
-        except (IndexError, ValueError, AttributeError, Gt2SegError):
+        except (KeyError, ValueError, AttributeError, Gt2SegError):
             continue
     return {k: v for k, v in out.items() if v}
 
@@ -177,7 +178,7 @@ def build_dataset_report(layout_dir, per_class: int = 2, ref_roots=(), progress:
     root = Path(layout_dir)
     if not root.is_dir():
         raise Gt2SegError(f"{layout_dir}: no such folder")
-    if not any((root / s).is_dir() or (root / f"{s}_annotation").is_dir() for s in layout.SIDES):
+    if not any((root / s).is_dir() or (root / layout.annotation_dir(s)).is_dir() for s in layout.SIDES):
         raise Gt2SegError(f"{layout_dir} is not a layout: no train/, validation/ or *_annotation/ folder "
                           "(give the OUT folder of gt2seg convert)")
     problems: list[str] = []
