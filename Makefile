@@ -33,7 +33,7 @@ test: venv ## run the whole test suite
 test-fast: venv ## tests that do not train
 	$(PY) -m pytest -q -ra -m "not slow" $(PYTEST_ARGS)
 
-bench: bench-convert bench-pipe bench-serve bench-hostile bench-builtin-serve bench-train bench-report ## every benchmark (figures go in README)
+bench: bench-convert bench-pipe bench-serve bench-hostile bench-builtin-serve bench-train bench-report bench-reliability ## every benchmark (figures go in README)
 
 bench-convert: venv ## gt2seg convert vs bare Pillow, 1 vs all workers, peak RSS
 	$(PY) benchmarks/bench_convert.py $(BENCH_ARGS)

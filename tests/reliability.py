@@ -417,8 +417,10 @@ def run_kill_point(point: KillPoint, root: Path) -> KillOutcome:
             fifo.wait_for_reader(proc)
         else:
             target, before = out / point.appears, _identity(out / point.appears)
+            deadline = time.monotonic() + 120
             while _identity(target) == before and proc.poll() is None:
-                pass  # busy-poll: the window is a few milliseconds
+                if time.monotonic() > deadline:  # busy-poll (the window is a few milliseconds), never forever
+                    raise AssertionError(f"{target} did not change within 120 s")
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()

@@ -29,6 +29,7 @@ def test_oserror_naming_a_file_is_one_line(tmp_path):
     result = seg("job-manifest", manifest, dest / "under-a-file.manifest")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("Error: ") and str(dest) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("module, command", [("mxnet", ["train", "--data", "{tmp}", "--model-dir", "{tmp}/m"]),
@@ -37,6 +38,7 @@ def test_missing_extra_says_what_to_install(tmp_path, module, command):
     result = seg(*[arg.format(tmp=tmp_path) for arg in command], before=f"import sys; sys.modules[{module!r}] = None")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"this needs {module}" in result.stderr and "pip install 'gt2seg[cpu]'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 BUG = "import seg.jobs.snapshot as s\ndef broken(*a): raise RuntimeError('boom')\ns.snapshot_manifest = broken"
