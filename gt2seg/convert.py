@@ -116,6 +116,19 @@ class Report:
 
 
 @dataclass(frozen=True)
+class Job:
+    """What a layout is written from, whatever the source: its records (a Ground Truth manifest's
+    lines, or what an importer read from a public dataset), their class table and, when the
+    source fixes it, each line's side. `inputs` are the folders/URIs the run reads (OUT must not
+    be inside them)."""
+
+    manifest: Manifest
+    table: ClassTable
+    inputs: tuple[str, ...]
+    sides: dict[int, str] | None = None  # line -> train | validation; None: gt2seg's seeded split
+
+
+@dataclass(frozen=True)
 class _Task:
     name: str
     line: int
@@ -288,14 +301,21 @@ def convert(manifest_uri: str, out_dir, options: ConvertOptions = ConvertOptions
     another run, or has the user's files where the layout goes), SplitError
     or StorageError.
     """
-    manifest_uri, out = str(manifest_uri), Path(out_dir)
+    manifest_uri = str(manifest_uri)
     manifest = read_manifest(manifest_uri, options.label_attributes)
-    table = ClassTable.build(manifest.records)
-    with layout.claim(out, [manifest_uri] + [root for _, root in options.ref_roots]):
-        return _convert(manifest, table, out, options)
+    job = Job(manifest, ClassTable.build(manifest.records), (manifest_uri,) + tuple(r for _, r in options.ref_roots))
+    return convert_job(job, out_dir, options)
 
 
-def _convert(manifest: Manifest, table: ClassTable, out: Path, options: ConvertOptions) -> Report:
+def convert_job(job: Job, out_dir, options: ConvertOptions = ConvertOptions()) -> Report:
+    """Write the layout of `job` at `out_dir`: the one pipeline behind `convert` and every importer."""
+    out = Path(out_dir)
+    with layout.claim(out, list(job.inputs)):
+        return _convert(job, out, options)
+
+
+def _convert(job: Job, out: Path, options: ConvertOptions) -> Report:
+    manifest, table = job.manifest, job.table
     manifest_uri = manifest.uri
     policy = MaskPolicy(options.unknown_color, options.alpha_threshold, options.resize_masks)
     palette, cache = table.palette(), layout.cache_dir(out)
@@ -355,10 +375,13 @@ def _convert(manifest: Manifest, table: ClassTable, out: Path, options: ConvertO
                             f"{dict(Counter(s.reason for s in skipped))})")
 
     results.sort(key=lambda r: r.name)
-    sides = assign(
-        [SplitItem(r.name, r.sha256, frozenset(np.flatnonzero(r.pixels).tolist())) for r in results],
-        options.validation_fraction, options.seed,
-    )
+    if job.sides is not None:
+        sides = {r.name: job.sides[r.line] for r in results}
+    else:
+        sides = assign(
+            [SplitItem(r.name, r.sha256, frozenset(np.flatnonzero(r.pixels).tolist())) for r in results],
+            options.validation_fraction, options.seed,
+        )
     wanted = {}
     for r in results:
         wanted[f"{sides[r.name]}/{r.name}{r.image_ext}"] = cache / f"{r.name}{r.image_ext}"

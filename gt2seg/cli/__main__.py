@@ -1,0 +1,3 @@
+from gt2seg.cli import main
+
+main()

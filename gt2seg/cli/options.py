@@ -1,0 +1,94 @@
+"""What several gt2seg commands share: error mapping, output, and option groups.
+
+`convert_options` is the one definition of how items are converted, split and
+placed; every command that writes a layout (convert, import ...) takes it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from functools import wraps
+
+import click
+
+from gt2seg.errors import Gt2SegError
+
+
+def friendly(func):
+    """Any gt2seg error becomes one message on stderr and exit 1."""
+    @wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except Gt2SegError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def emit(data: dict, as_json: bool, summary) -> None:
+    """The result on stdout: JSON with --json, else the summary's lines."""
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        for line in summary(data):
+            click.echo(line)
+
+
+def _ref_root(ctx, param, values):
+    pairs = []
+    for value in values:
+        prefix, sep, root = value.partition("=")
+        if not sep or not prefix or not root:
+            raise click.BadParameter(f"{value!r}: expected PREFIX=DIR, e.g. s3://bucket/=./bucket-copy/")
+        pairs.append((prefix, root))
+    return tuple(pairs)
+
+
+def _shard(ctx, param, value):
+    if value is None:
+        return None
+    index, sep, count = value.partition("/")
+    if not (sep and index.isdigit() and count.isdigit()):
+        raise click.BadParameter(f"{value!r}: expected I/N, e.g. 0/4")
+    return int(index), int(count)
+
+
+def json_option(help="Print the report as JSON."):
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+label_attribute_option = click.option(
+    "--label-attribute", "label_attributes", multiple=True, metavar="NAME",
+    help="Label attribute to use (auto-detected when there is one). Repeatable: on each line the "
+         "first one present wins, e.g. the adjusted attribute, then the original.")
+
+
+def ref_root_option(help):
+    return click.option("--ref-root", "ref_roots", multiple=True, callback=_ref_root, metavar="PREFIX=DIR",
+                        help=help)
+
+
+_CONVERT_OPTIONS = [
+    click.option("--validation-fraction", default=0.2, show_default=True, type=float),
+    click.option("--seed", default=0, show_default=True, type=int, help="Split seed."),
+    click.option("--unknown-color", type=click.Choice(["error", "background", "ignore", "nearest"]),
+                 default="error", show_default=True, help="What to do with mask colours not in the line's map."),
+    click.option("--alpha-threshold", default=128, show_default=True, type=int,
+                 help="Mask pixels with alpha below this are background."),
+    click.option("--resize-masks", is_flag=True, help="Resize masks whose size differs from the image (nearest)."),
+    click.option("--s3-prefix", metavar="s3://BUCKET/PREFIX",
+                 help="Where the layout will be uploaded; the augmented manifests point there."),
+    click.option("--workers", type=int, default=lambda: os.cpu_count() or 1, show_default="all cores"),
+    click.option("--shard", callback=_shard, metavar="I/N", help="Convert only shard I of N (for N machines)."),
+    click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+                 help="fail: stop on a bad image or mask; skip: leave it out and report it."),
+    click.option("--max-pixels", type=int, help="Decompression-bomb limit per image (Pillow's default if unset)."),
+]
+
+
+def convert_options(func):
+    """The ConvertOptions fields as options; they arrive as keyword arguments of the same names."""
+    for option in reversed(_CONVERT_OPTIONS):
+        func = option(func)
+    return func
