@@ -1,9 +1,11 @@
 """Convert a Ground Truth job into the SageMaker layout: the whole data flow.
 
-manifest -> class table -> per item (fetch, decode, remap, encode; in worker
-processes, streamed, cached) -> split -> layout. Nothing is placed in the
-layout until every item has been converted, so a failure leaves the previous
-layout (if any) as it was.
+manifest -> class table -> map: per item (fetch ahead, decode, remap, encode; in worker
+processes, streamed to the on-disk cache) -> shard record -> reduce: split -> layout
+(gt2seg.reduce). `convert` is the map over every item followed by the reduce over that one
+shard; `convert --shard I/N` is the map only, and `gt2seg merge` the reduce over N shards.
+Nothing is placed in the layout until every item has been converted, so a failure leaves the
+previous layout (if any) as it was.
 """
 from __future__ import annotations
 
@@ -14,23 +16,27 @@ import os
 import re
 import sys
 import threading
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
+from itertools import islice
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from gt2seg import layout, storage
-from gt2seg.classes import CLASSES_JSON, IGNORE, ClassTable
-from gt2seg.errors import ConversionError, Gt2SegError, ItemError, ManifestError, MissingObjectError, StorageError
+from gt2seg.classes import IGNORE, ClassTable
+from gt2seg.errors import ConversionError, Gt2SegError, ItemError, MissingObjectError, StorageError
 from gt2seg.images import prepare_image
 from gt2seg.manifest import Manifest, Record, Skipped, read_manifest
 from gt2seg.masks import UNKNOWN_POLICIES, Entry, MaskPolicy, decode_mask, encode_mask, line_entries
-from gt2seg.split import SplitItem, assign
+from gt2seg.reduce import Report, reduce
+from gt2seg.shards import ItemResult, ShardRecord, results_name, write_record, write_results
 
 FORMAT_VERSION = 1
+# What the layout does not depend on: left out of the options a shard record compares.
+_RUN_OPTIONS = ("workers", "shard", "progress", "prefetch")
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,8 @@ class ConvertOptions:
     resize_masks: bool = False
     s3_prefix: str | None = None
     workers: int = 1
-    shard: tuple[int, int] | None = None  # (index, count)
+    prefetch: int = 8  # items read ahead per worker (two objects each)
+    shard: tuple[int, int] | None = None  # (index, count): the map only
     on_error: str = "fail"  # fail | skip
     max_pixels: int | None = None
     progress: bool = False
@@ -62,57 +69,29 @@ class ConvertOptions:
             raise Gt2SegError(f"--shard I/N needs 0 <= I < N, got {self.shard[0]}/{self.shard[1]}")
         if self.workers < 1:
             raise Gt2SegError("--workers must be at least 1")
+        if not 1 <= self.prefetch <= storage.MAX_WORKERS // 2:
+            raise Gt2SegError(f"--prefetch must be between 1 and {storage.MAX_WORKERS // 2}, got {self.prefetch}")
         if self.max_pixels is not None and self.max_pixels < 1:
             raise Gt2SegError(f"max_pixels must be a positive number of pixels, got {self.max_pixels}")
 
-
-@dataclass
-class ItemResult:
-    """One converted item; also its cache record in OUT/.gt2seg/items/<name>.json."""
-
-    name: str
-    line: int
-    fingerprint: str
-    image_ext: str
-    sha256: str
-    pixels: list[int]  # per class index
-    ignore_pixels: int
-    route: str
-    expanded: bool
-    resized: bool
-    reencoded: bool
-    exif_rotated: bool
-    transparent_pixels: int
-    unknown_pixels: int
+    def layout_options(self) -> dict:
+        """The options the layout depends on, as JSON values: what shards must agree on."""
+        return json.loads(json.dumps({k: v for k, v in asdict(self).items() if k not in _RUN_OPTIONS}))
 
 
 @dataclass
-class Report:
+class ShardReport:
+    """What a map step (`--shard I/N`) did; the layout comes from `gt2seg merge`."""
+
+    shard: str
     manifest: str
     output: str
-    label_attributes: list[str]
-    lines: int
-    converted: int
-    splits: dict[str, int]
-    classes: list[dict]
-    pixels_per_class: dict[str, int]
-    images_per_class: dict[str, int]
+    items: int  # converted items this shard holds
     skipped_by_reason: dict[str, int]
-    skipped: list[dict]
-    expanded_masks: int
-    resized_masks: int
-    reencoded_images: int
-    routes: dict[str, int]
-    warnings: list[str]
-    shard: str | None = None
-    resumed: int = 0  # items reused from the cache: differs between identical runs, not in report.json
+    resumed: int = 0
 
     def to_dict(self, run_fields: bool = True) -> dict:
-        """run_fields=False drops what differs between identical runs (for report.json)."""
-        out = asdict(self)
-        if not run_fields:
-            out.pop("resumed")
-        return out
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -207,11 +186,12 @@ def _exit_with(parent):
     os._exit(1)
 
 
-def _convert_item(task: _Task):
-    """Worker: returns ItemResult, or ('missing'|'error', line, message)."""
+def _convert_item(task: _Task, image_read, mask_read):
+    """Worker: converts one item from its reads (futures of bytes) into the cache; returns None,
+    or ('missing'|'error', line, message)."""
     try:
-        image_bytes = storage.read_bytes(task.source)
-        mask_bytes = storage.read_bytes(task.mask)
+        image_bytes = image_read.result()
+        mask_bytes = mask_read.result()
         image = prepare_image(image_bytes, line=task.line, ref=task.source)
         decoded = decode_mask(mask_bytes, task.entries, task.policy, image.size, line=task.line, ref=task.mask)
     except MissingObjectError as exc:
@@ -231,20 +211,46 @@ def _convert_item(task: _Task):
         transparent_pixels=decoded.transparent_pixels, unknown_pixels=decoded.unknown_pixels,
     )
     layout.write_json(cache / f"{task.name}.json", asdict(result))
-    return result
+    return None
 
 
-def _cached(task: _Task) -> ItemResult | None:
+_fetchers: dict = {}
+
+
+def _fetcher(prefetch: int) -> storage.Fetcher:
+    """This process's read-ahead pool: two reads (image, mask) per item ahead."""
+    key = (os.getpid(), prefetch)
+    if key not in _fetchers:
+        _fetchers.clear()
+        _fetchers[key] = storage.Fetcher(2 * prefetch)
+    return _fetchers[key]
+
+
+def _convert_stream(tasks, prefetch: int):
+    """Convert `tasks` in order while the reads of the next `prefetch` items are in flight."""
+    fetcher, pending = _fetcher(prefetch), iter(tasks)
+    window = deque((t, fetcher.fetch(t.source), fetcher.fetch(t.mask)) for t in islice(pending, prefetch))
+    while window:
+        task, image, mask = window.popleft()
+        following = next(pending, None)
+        if following is not None:
+            window.append((following, fetcher.fetch(following.source), fetcher.fetch(following.mask)))
+        yield _convert_item(task, image, mask)
+
+
+def _convert_chunk(tasks: list[_Task], prefetch: int) -> list:
+    return list(_convert_stream(tasks, prefetch))
+
+
+def _cached(task: _Task) -> bool:
+    """Whether the cache holds this item, converted from the same inputs with the same settings."""
     cache = Path(task.cache)
     try:
         data = json.loads((cache / f"{task.name}.json").read_text())
     except (OSError, ValueError):
-        return None
-    if data.get("fingerprint") != task.fingerprint:
-        return None
-    if not ((cache / f"{task.name}.jpg").is_file() and (cache / f"{task.name}.png").is_file()):
-        return None
-    return ItemResult(**data)
+        return False
+    return (data.get("fingerprint") == task.fingerprint and (cache / f"{task.name}.jpg").is_file()
+            and (cache / f"{task.name}.png").is_file())
 
 
 def _fingerprint(record: Record, source: str, mask: str, settings: str) -> str:
@@ -261,23 +267,26 @@ def _settings(entries, policy, palette) -> str:
 
 
 def _run(tasks: list[_Task], options: ConvertOptions):
+    """Each task's outcome, in order. The parent only hands out chunks and counts: the reads,
+    decodes and cache writes all happen in the workers."""
     from tqdm import tqdm
 
     bar = tqdm(total=len(tasks), unit="img", desc="convert", file=sys.stderr, disable=not options.progress)
     try:
         if options.workers == 1 or len(tasks) < 2:
             _init_worker(options.max_pixels)
-            for task in tasks:
-                yield _convert_item(task)
+            for outcome in _convert_stream(tasks, options.prefetch):
+                yield outcome
                 bar.update()
             return
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        chunk = max(1, min(16, len(tasks) // (options.workers * 8)))
+        size = max(1, min(64, len(tasks) // (options.workers * 4)))
+        chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
         with ProcessPoolExecutor(options.workers, multiprocessing.get_context(method), _init_pool_worker,
                                  (options.max_pixels,)) as pool:
-            for result in pool.map(_convert_item, tasks, chunksize=chunk):
-                yield result
-                bar.update()
+            for outcomes in pool.map(partial(_convert_chunk, prefetch=options.prefetch), chunks):
+                yield from outcomes
+                bar.update(len(outcomes))
     finally:
         bar.close()
 
@@ -287,14 +296,22 @@ def _attribute_key(manifest: Manifest) -> str:
     return name if name.endswith("-ref") else name + "-ref"
 
 
-def _uri(out: Path, s3_prefix: str | None, relative: str) -> str:
-    if s3_prefix:
-        return f"{s3_prefix.rstrip('/')}/{relative}"
-    return str((out / relative).resolve())
+def _job_identity(job: Job) -> str:
+    """A hash of everything about the job the layout depends on, so shards of different jobs never merge."""
+    manifest, digest = job.manifest, hashlib.sha256()
+    digest.update(json.dumps([manifest.uri, manifest.lines, manifest.chosen, job.table.to_json(),
+                              [asdict(s) for s in manifest.skipped]]).encode())
+    for r in manifest.records:
+        digest.update(json.dumps([r.line, r.source_ref, r.attribute, r.mask_ref,
+                                  [(e.key, e.name, e.color) for e in r.color_map]]).encode())
+    if job.sides is not None:
+        digest.update(json.dumps(sorted(job.sides.items())).encode())
+    return digest.hexdigest()
 
 
-def convert(manifest_uri: str, out_dir, options: ConvertOptions = ConvertOptions()) -> Report:
-    """Convert `manifest_uri` into the layout at `out_dir`; returns the Report.
+def convert(manifest_uri: str, out_dir, options: ConvertOptions = ConvertOptions()) -> Report | ShardReport:
+    """Convert `manifest_uri` into the layout at `out_dir`; returns the Report (a ShardReport
+    for `options.shard`: that shard's items only, no layout).
 
     Raises ManifestError (the manifest is unusable), ConversionError (items
     failed, with every line listed), OutputError (OUT is unwritable, held by
@@ -307,16 +324,23 @@ def convert(manifest_uri: str, out_dir, options: ConvertOptions = ConvertOptions
     return convert_job(job, out_dir, options)
 
 
-def convert_job(job: Job, out_dir, options: ConvertOptions = ConvertOptions()) -> Report:
-    """Write the layout of `job` at `out_dir`: the one pipeline behind `convert` and every importer."""
+def convert_job(job: Job, out_dir, options: ConvertOptions = ConvertOptions()) -> Report | ShardReport:
+    """Write the layout of `job` at `out_dir`: the one pipeline behind `convert` and every importer.
+    With `options.shard`, only that shard's map step (see gt2seg.shards); `gt2seg merge` reduces."""
     out = Path(out_dir)
     with layout.claim(out, list(job.inputs)):
-        return _convert(job, out, options)
+        record, resumed = _map(job, out, options)
+        if options.shard is None:
+            return reduce([record], out, resumed)
+    return ShardReport(shard=record.label, manifest=record.manifest, output=str(out.resolve()),
+                       items=record.items, resumed=resumed,
+                       skipped_by_reason=dict(sorted(Counter(s["reason"] for s in record.skipped).items())))
 
 
-def _convert(job: Job, out: Path, options: ConvertOptions) -> Report:
+def _map(job: Job, out: Path, options: ConvertOptions) -> tuple[ShardRecord, int]:
+    """Convert this shard's items into the cache, then write its results and record (record last)."""
     manifest, table = job.manifest, job.table
-    manifest_uri = manifest.uri
+    shard = options.shard or (0, 1)
     policy = MaskPolicy(options.unknown_color, options.alpha_threshold, options.resize_masks)
     palette, cache = table.palette(), layout.cache_dir(out)
 
@@ -325,7 +349,7 @@ def _convert(job: Job, out: Path, options: ConvertOptions) -> Report:
     names = _assign_names(manifest.records)
     seen_sources: dict[str, int] = {}
     entries_by_map: dict = {}  # lines with the same colour map share their entries and settings
-    tasks, results = [], []
+    members, tasks, resumed = [], [], 0  # members: (name, line, fingerprint) of this shard's items
     for record in manifest.records:
         if record.source_ref in seen_sources:
             skipped.append(Skipped(record.line, "duplicate-source",
@@ -333,11 +357,11 @@ def _convert(job: Job, out: Path, options: ConvertOptions) -> Report:
             continue
         seen_sources[record.source_ref] = record.line
         name = names[record.line]
-        if not _in_shard(name, options.shard):
+        if not _in_shard(name, shard):
             continue
         try:
-            source = resolve_ref(record.source_ref, manifest_uri, options.ref_roots)
-            mask = resolve_ref(record.mask_ref, manifest_uri, options.ref_roots)
+            source = resolve_ref(record.source_ref, manifest.uri, options.ref_roots)
+            mask = resolve_ref(record.mask_ref, manifest.uri, options.ref_roots)
         except StorageError as exc:
             errors.append(ItemError(record.line, str(exc)))
             continue
@@ -348,94 +372,54 @@ def _convert(job: Job, out: Path, options: ConvertOptions) -> Report:
         fingerprint = _fingerprint(record, source, mask, settings)
         task = _Task(name, record.line, source, mask, entries, policy, palette, len(table.classes),
                      str(cache), fingerprint)
-        cached = _cached(task)
-        if cached is not None:
-            results.append(cached)
+        members.append((name, record.line, fingerprint))
+        if _cached(task):
+            resumed += 1
         else:
             tasks.append(task)
-    resumed = len(results)
+    del seen_sources, entries_by_map
     if errors and options.on_error == "fail":
         raise ConversionError(errors)
 
     with layout.writing(cache, "create"):
         cache.mkdir(parents=True, exist_ok=True)
     for outcome in _run(tasks, options):
-        if isinstance(outcome, ItemResult):
-            results.append(outcome)
-        elif outcome[0] == "missing":
+        if outcome is None:
+            continue
+        if outcome[0] == "missing":
             skipped.append(Skipped(outcome[1], "missing-object", outcome[2]))
         else:
             errors.append(ItemError(outcome[1], outcome[2]))
+    del tasks
     if errors:
         if options.on_error == "fail":
             raise ConversionError(sorted(errors, key=lambda e: e.line))
         skipped += [Skipped(e.line, "invalid", e.detail) for e in errors]
-    if not results:
-        raise ManifestError(f"{manifest_uri}: no item could be converted (see the skipped reasons: "
-                            f"{dict(Counter(s.reason for s in skipped))})")
 
-    results.sort(key=lambda r: r.name)
-    if job.sides is not None:
-        sides = {r.name: job.sides[r.line] for r in results}
-    else:
-        sides = assign(
-            [SplitItem(r.name, r.sha256, frozenset(np.flatnonzero(r.pixels).tolist())) for r in results],
-            options.validation_fraction, options.seed,
-        )
-    wanted = {}
-    for r in results:
-        wanted[f"{sides[r.name]}/{r.name}{r.image_ext}"] = cache / f"{r.name}{r.image_ext}"
-        wanted[f"{layout.annotation_dir(sides[r.name])}/{r.name}.png"] = cache / f"{r.name}.png"
-    layout.materialize(out, wanted)
-
-    attribute = _attribute_key(manifest)
-    for side in layout.SIDES:
-        lines = [
-            {"source-ref": _uri(out, options.s3_prefix, f"{side}/{r.name}{r.image_ext}"),
-             attribute: _uri(out, options.s3_prefix, f"{layout.annotation_dir(side)}/{r.name}.png")}
-            for r in results if sides[r.name] == side
-        ]
-        layout.atomic_write(out / f"{side}.manifest", layout.manifest_text(lines))
-        layout.write_json(out / layout.LABEL_MAP_DIR / layout.label_map_file(side), layout.label_map())
-    layout.atomic_write(out / CLASSES_JSON, table.to_json())
-    layout.write_json(out / "channels.json", layout.channels(
-        {side: _uri(out, options.s3_prefix, f"{side}.manifest") for side in layout.SIDES}, attribute))
-
-    report = _report(manifest, out, table, results, sides, skipped, options, resumed)
-    layout.write_json(out / "report.json", report.to_dict(run_fields=False))
-    return report
-
-
-def _report(manifest, out, table, results, sides, skipped, options, resumed) -> Report:
-    names = table.names
-    pixels = np.sum([r.pixels for r in results], axis=0).tolist()
-    images = np.sum([np.asarray(r.pixels) > 0 for r in results], axis=0).tolist()
-    warnings = list(table.warnings)
-    rotated = [r.name for r in results if r.exif_rotated]
-    if rotated:
-        warnings.append(f"{len(rotated)} JPEG(s) carry an EXIF rotation (copied as is; check that masks "
-                        f"match the stored pixel orientation): {', '.join(rotated[:5])}")
-    ignored = sum(r.ignore_pixels for r in results)
-    if ignored:
-        warnings.append(f"{ignored:,} pixels were set to the ignore label 255 (--unknown-color ignore)")
-    for side in layout.SIDES:
-        missing = [n for i, n in enumerate(names[1:], 1)
-                   if not any(r.pixels[i] for r in results if sides[r.name] == side)]
-        if missing:
-            warnings.append(f"classes absent from {side}: {', '.join(missing)}")
-    skipped = sorted(skipped, key=lambda s: s.line)
-    return Report(
-        manifest=manifest.uri, output=str(out.resolve()), label_attributes=manifest.chosen,
-        lines=manifest.lines, converted=len(results),
-        splits={side: sum(1 for s in sides.values() if s == side) for side in layout.SIDES},
-        classes=[c.to_dict() for c in table.classes],
-        pixels_per_class=dict(zip(names, pixels)), images_per_class=dict(zip(names, images)),
-        skipped_by_reason=dict(sorted(Counter(s.reason for s in skipped).items())),
-        skipped=[asdict(s) for s in skipped],
-        expanded_masks=sum(r.expanded for r in results), resized_masks=sum(r.resized for r in results),
-        reencoded_images=sum(r.reencoded for r in results),
-        routes=dict(sorted(Counter(r.route for r in results).items())),
-        warnings=warnings,
-        shard=f"{options.shard[0]}/{options.shard[1]}" if options.shard else None,
-        resumed=resumed,
+    members.sort()
+    items = write_results(out / layout.CACHE / results_name(*shard),
+                          _results(members, cache, job.sides))
+    record = ShardRecord(
+        shard=list(shard), job=_job_identity(job), options=options.layout_options(), manifest=manifest.uri,
+        lines=manifest.lines, label_attributes=list(manifest.chosen), attribute=_attribute_key(manifest),
+        classes_json=table.to_json(), class_warnings=list(table.warnings), fixed_sides=job.sides is not None,
+        skipped=[asdict(s) for s in sorted(skipped, key=lambda s: (s.line, s.reason))], items=items,
+        folder=str(out),
     )
+    write_record(out, record)
+    return record, resumed
+
+
+def _results(members, cache: Path, sides):
+    """The converted members' cache records, in name order (a member whose cache record is not from
+    this run's inputs was skipped), each with its fixed side when the job has them."""
+    for name, line, fingerprint in members:
+        try:
+            data = json.loads((cache / f"{name}.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if data.get("fingerprint") != fingerprint:
+            continue
+        if sides is not None:
+            data["side"] = sides[line]
+        yield data

@@ -72,3 +72,13 @@ class ConversionError(Gt2SegError):
             "layout (finished items are cached, a re-run resumes). Fix the inputs or pass "
             "--on-error skip to leave them out:" + listing
         )
+
+
+class ShardError(Gt2SegError):
+    """The shards given to the reduce are not one complete, consistent set (one missing, duplicated,
+    unfinished, or converted with other options or from another manifest)."""
+
+
+class ProcessingError(Gt2SegError):
+    """A SageMaker Processing job cannot be set up: no resource config where `--shard auto` looks, a
+    request missing what it needs, or CreateProcessingJob refused."""

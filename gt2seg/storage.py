@@ -2,8 +2,13 @@
 
 Everything else in gt2seg is storage-agnostic: it asks for bytes by URI and
 writes local files. boto3 is configured by its standard chain (profile,
-region, AWS_ENDPOINT_URL) with adaptive retries. Bulk transfers go through
-boto3's transfer manager (s3transfer): concurrency and multipart for free.
+region, AWS_ENDPOINT_URL) with adaptive retries (503 SlowDown, throttling and
+dropped connections are retried with backoff); a connection that drops in the
+middle of a body is retried here, since botocore's retries end when the headers
+arrive. Bulk transfers go through boto3's transfer manager (s3transfer):
+concurrency and multipart for free. `Fetcher` overlaps reads with the caller's
+work: a bounded pool of threads on one client whose connection pool has one
+connection per thread.
 """
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ import os
 import posixpath
 import sys
 import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +30,10 @@ _local = threading.local()
 MB = 1024 * 1024
 # One connection per transfer thread; workers above this would queue on the pool.
 MAX_WORKERS = 64
+RETRY_ATTEMPTS = 8  # botocore's, per request: 503 SlowDown, throttling, connection errors
+BODY_ATTEMPTS = 4  # ours, per object: the connection dropped while the body was read
+_shared: dict = {}
+_shared_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -71,17 +82,34 @@ def s3_client():
     Created lazily (clients are not fork-safe) and rebuilt whenever the AWS_*
     environment changes, so a new endpoint, profile or key is always honoured.
     """
-    key = (os.getpid(), tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))))
+    key = _client_key()
     if getattr(_local, "key", None) != key:
-        import boto3
-        from botocore.config import Config
-
-        config = Config(
-            retries={"max_attempts": 8, "mode": "adaptive"}, max_pool_connections=MAX_WORKERS
-        )
-        _local.client = boto3.session.Session().client("s3", config=config)
+        _local.client = _new_client(MAX_WORKERS)
         _local.key = key
     return _local.client
+
+
+def shared_client(connections: int):
+    """One client for `connections` threads (boto3 clients are thread-safe), its pool sized to match."""
+    key = (_client_key(), connections)
+    with _shared_lock:
+        if key not in _shared:
+            _shared.clear()  # an older environment's or process's client is never used again
+            _shared[key] = _new_client(connections)
+        return _shared[key]
+
+
+def _client_key():
+    return os.getpid(), tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+
+
+def _new_client(connections: int):
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"max_attempts": RETRY_ATTEMPTS, "mode": "adaptive"},
+                    max_pool_connections=connections)
+    return boto3.session.Session().client("s3", config=config)
 
 
 def _client_error_code(exc) -> str:
@@ -123,6 +151,12 @@ def storage_error(exc: Exception, uri: str, action: str) -> StorageError:
                 "(`aws sts get-caller-identity`) may s3:ListBucket, s3:GetObject and s3:PutObject "
                 "there, and the bucket policy"
             )
+        if code in ("SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+                    "ServiceUnavailable", "503"):
+            return StorageError(
+                f"cannot {action} {uri}: S3 is still throttling ({code}) after {RETRY_ATTEMPTS} attempts "
+                "with backoff; lower --workers or --prefetch, or run again later (finished items are kept)"
+            )
     return StorageError(f"cannot {action} {uri}: {exc}")
 
 
@@ -137,13 +171,11 @@ def s3_errors(uri: str, action: str):
         raise storage_error(exc, uri, action) from None
 
 
-def read_bytes(uri) -> bytes:
-    """The whole object. Raises MissingObjectError if it does not exist."""
+def read_bytes(uri, client=None) -> bytes:
+    """The whole object (through `client` if given). Raises MissingObjectError if it does not exist."""
     uri = str(uri)
     if is_s3(uri):
-        loc = parse_s3(uri)
-        with s3_errors(uri, "read"):
-            return s3_client().get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
+        return _get(uri, client or s3_client())
     try:
         return Path(uri).read_bytes()
     except FileNotFoundError:
@@ -152,6 +184,45 @@ def read_bytes(uri) -> bytes:
         raise StorageError(f"{uri} is a folder, not a file") from None
     except OSError as exc:
         raise StorageError(f"cannot read {uri}: {exc.strerror}") from None
+
+
+def _get(uri: str, client) -> bytes:
+    """A GET whose body is read again, with backoff, when the connection drops in the middle of it."""
+    from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
+
+    loc = parse_s3(uri)
+    attempt = 1
+    while True:
+        with s3_errors(uri, "read"):
+            body = client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"]
+            try:
+                return body.read()
+            except (IncompleteReadError, ReadTimeoutError, ResponseStreamingError) as exc:
+                if attempt == BODY_ATTEMPTS:
+                    raise StorageError(
+                        f"cannot read {uri}: the connection dropped while the object was read, "
+                        f"{BODY_ATTEMPTS} times ({exc}); check the network, or run again (finished items "
+                        "are kept)") from None
+            finally:
+                body.close()
+        time.sleep(min(2.0, 0.05 * 2 ** attempt))
+        attempt += 1
+
+
+class Fetcher:
+    """Reads objects ahead of the caller: a bounded pool of `threads` concurrent reads, so that on a
+    high-latency store the caller's CPU work overlaps the round trips instead of waiting on them."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="gt2seg-fetch")
+
+    def fetch(self, uri: str) -> Future:
+        """A future of the object's bytes (or of the StorageError reading it)."""
+        return self._pool.submit(self._read, uri)
+
+    def _read(self, uri: str) -> bytes:
+        return read_bytes(uri, shared_client(self.threads) if is_s3(uri) else None)
 
 
 def write_bytes(uri, data: bytes, content_type: str | None = None) -> None:
@@ -281,7 +352,7 @@ def transfer_manager(config):
     """s3transfer's manager on this thread's client; use as a context manager."""
     from s3transfer.manager import TransferManager
 
-    return TransferManager(s3_client(), config)
+    return TransferManager(shared_client(config.max_request_concurrency), config)
 
 
 def local_etag(path, config) -> str:

@@ -14,6 +14,7 @@ import click
 from gt2seg.cli.convert import convert
 from gt2seg.cli.inspect import inspect
 from gt2seg.cli.merge import merge
+from gt2seg.cli.processing_job import processing_job
 from gt2seg.cli.report import report
 from gt2seg.cli.upload import upload
 
@@ -27,5 +28,5 @@ def main(verbose):
                         format="%(levelname)s %(name)s: %(message)s")
 
 
-for command in (inspect, convert, upload, merge, report):
+for command in (inspect, convert, upload, merge, report, processing_job):
     main.add_command(command)

@@ -9,13 +9,20 @@ from gt2seg.cli.options import convert_options, emit, friendly, json_option, lab
 def emit_layout(report: dict, as_json: bool, html_report: bool, ref_roots=()) -> None:
     """Print a written layout's report (and write its HTML page first when asked); every command
     that writes a layout ends here."""
-    if html_report:
+    if html_report and "shard" not in report:
         from gt2seg.report import build_dataset_report, write_dataset_report
 
         report["html_report"] = write_dataset_report(build_dataset_report(report["output"], ref_roots=ref_roots,
                                                                           progress=True))
 
     def summary(r):
+        if "shard" in r:  # a map step: no layout yet
+            yield (f"shard {r['shard']}: {r['items']} images converted into {r['output']} "
+                   f"({r['resumed']} reused from a previous run); once every shard is done, "
+                   "`gt2seg merge OUT SHARD_FOLDER...` writes the layout")
+            for reason, n in r["skipped_by_reason"].items():
+                yield f"  skipped {n} {reason}"
+            return
         yield (f"{r['converted']} images converted into {r['output']} "
                f"(train {r['splits']['train']}, validation {r['splits']['validation']}; "
                f"{r['resumed']} reused from a previous run)")

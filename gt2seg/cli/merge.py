@@ -1,21 +1,22 @@
-"""`gt2seg merge`: the outputs of `convert --shard I/N` runs -> one layout."""
+"""`gt2seg merge`: the reduce over the outputs of `convert --shard I/N` runs -> one layout."""
 from __future__ import annotations
 
 import click
 
-from gt2seg.cli.options import emit, friendly, json_option
+from gt2seg.cli.convert import emit_layout, html_report_option
+from gt2seg.cli.options import friendly, json_option
 
 
 @click.command()
 @click.argument("out", type=click.Path(file_okay=False))
 @click.argument("shards", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @json_option("Print the merged report as JSON.")
+@html_report_option
 @friendly
-def merge(out, shards, as_json):
-    """Merge the outputs of `convert --shard I/N` runs (SHARDS...) into one layout in OUT."""
+def merge(out, shards, as_json, html_report):
+    """Write the layout in OUT from the finished shards in SHARDS... (each the OUT of a
+    `convert --shard I/N` run, or one folder holding several): the split, placement, manifests and
+    report over all of them, as one `convert` would write them. Refuses an incomplete set."""
     from gt2seg.merge import merge_shards
 
-    report = merge_shards(shards, out).to_dict()
-    emit(report, as_json, lambda r: [
-        f"{r['converted']} images from {len(shards)} shards merged into {r['output']} "
-        f"(train {r['splits']['train']}, validation {r['splits']['validation']})"])
+    emit_layout(merge_shards(shards, out).to_dict(), as_json, html_report)

@@ -48,9 +48,16 @@ def _ref_root(ctx, param, values):
 def _shard(ctx, param, value):
     if value is None:
         return None
+    if value == "auto":
+        from gt2seg.processing import shard_of_this_host
+
+        try:
+            return shard_of_this_host()
+        except Gt2SegError as exc:
+            raise click.BadParameter(str(exc)) from None
     index, sep, count = value.partition("/")
     if not (sep and index.isdigit() and count.isdigit()):
-        raise click.BadParameter(f"{value!r}: expected I/N, e.g. 0/4")
+        raise click.BadParameter(f"{value!r}: expected I/N, e.g. 0/4, or auto")
     return int(index), int(count)
 
 
@@ -80,7 +87,11 @@ _CONVERT_OPTIONS = [
     click.option("--s3-prefix", metavar="s3://BUCKET/PREFIX",
                  help="Where the layout will be uploaded; the augmented manifests point there."),
     click.option("--workers", type=int, default=lambda: os.cpu_count() or 1, show_default="all cores"),
-    click.option("--shard", callback=_shard, metavar="I/N", help="Convert only shard I of N (for N machines)."),
+    click.option("--prefetch", type=int, default=8, show_default=True,
+                 help="Items each worker reads ahead (two objects each), so S3 round trips overlap decoding."),
+    click.option("--shard", callback=_shard, metavar="I/N|auto",
+                 help="Convert only shard I of N (the map step; `gt2seg merge` writes the layout). auto: this "
+                      "SageMaker Processing instance's share, from resourceconfig.json."),
     click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
                  help="fail: stop on a bad image or mask; skip: leave it out and report it."),
     click.option("--max-pixels", type=int, help="Decompression-bomb limit per image (Pillow's default if unset)."),

@@ -257,15 +257,6 @@ def test_report_counts_pixels_and_images_per_class(tmp_path):
     assert on_disk["pixels_per_class"] == report.pixels_per_class and "resumed" not in on_disk
 
 
-def test_shards_partition_the_items_and_keep_one_class_table(tmp_path):
-    manifest = standard_job(tmp_path / "job", n=12).write()
-    reports = [run(manifest, tmp_path / f"shard{i}", shard=(i, 3)) for i in range(3)]
-    names = [sorted(p.stem for p in (tmp_path / f"shard{i}").glob("*/*.jpg")) for i in range(3)]
-    assert sum(r.converted for r in reports) == 12
-    assert len(set().union(*map(set, names))) == 12
-    assert len({(tmp_path / f"shard{i}" / "classes.json").read_text() for i in range(3)}) == 1
-
-
 def test_changed_split_seed_moves_files_and_removes_stale_ones(tmp_path):
     manifest = standard_job(tmp_path / "job").write()
     run(manifest, tmp_path / "out", seed=1)
@@ -273,39 +264,6 @@ def test_changed_split_seed_moves_files_and_removes_stale_ones(tmp_path):
     fresh = tmp_path / "fresh"
     run(manifest, fresh, seed=2)
     assert tree(tmp_path / "out").keys() == tree(fresh).keys()
-
-
-def test_merged_shards_equal_one_unsharded_run(tmp_path):
-    from gt2seg.merge import merge_shards
-
-    manifest = standard_job(tmp_path / "job", n=12).write()
-    job = tmp_path / "job"
-    job_lines = (job / "output.manifest").read_text()
-    (job / "output.manifest").write_text(job_lines + json.dumps({"source-ref": "images/u.jpg"}) + "\n")
-    shards = [tmp_path / f"shard{i}" for i in range(3)]
-    for i, shard in enumerate(shards):
-        run(manifest, shard, shard=(i, 3))
-    report = merge_shards(shards, tmp_path / "merged")
-    merged = tmp_path / "merged"
-    assert report.converted == 12 and sum(report.splits.values()) == 12
-    assert report.skipped_by_reason == {"unlabeled": 1}  # counted once, not once per shard
-    whole = run(manifest, tmp_path / "whole")
-    assert report.pixels_per_class == whole.pixels_per_class
-    assert sorted(p.name for p in merged.glob("*/*.jpg")) == sorted(p.name for p in (tmp_path / "whole").glob("*/*.jpg"))
-    for side in ("train", "validation"):
-        for line in (merged / f"{side}.manifest").read_text().splitlines():
-            ref = json.loads(line)["source-ref"]
-            assert ref.startswith(str(merged.resolve())) and os.path.exists(ref)
-
-
-def test_merging_overlapping_shards_is_refused(tmp_path):
-    from gt2seg.merge import merge_shards
-
-    manifest = standard_job(tmp_path / "job", n=6).write()
-    run(manifest, tmp_path / "a")
-    run(manifest, tmp_path / "b")
-    with pytest.raises(Gt2SegError, match="shards must not overlap"):
-        merge_shards([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
 
 
 def test_rerun_keeps_files_the_user_put_in_the_layout(tmp_path):
