@@ -174,10 +174,14 @@ def _init_worker(max_pixels):
         Image.MAX_IMAGE_PIXELS = max_pixels
 
 
-def _init_pool_worker(max_pixels):
-    """Also end this worker when the main process ends, even by kill -9: an idle pool worker
-    would otherwise wait on its queue forever, and keep the forkserver alive with it."""
+def _init_pool_worker(max_pixels, aws_environment):
+    """Read S3 as the caller does now (the forkserver keeps the environment it started with), and
+    end this worker when the main process ends, even by kill -9: an idle pool worker would
+    otherwise wait on its queue forever, and keep the forkserver alive with it."""
     _init_worker(max_pixels)
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        del os.environ[name]
+    os.environ.update(aws_environment)
     threading.Thread(target=_exit_with, args=(multiprocessing.parent_process(),), daemon=True).start()
 
 
@@ -282,8 +286,9 @@ def _run(tasks: list[_Task], options: ConvertOptions):
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         size = max(1, min(64, len(tasks) // (options.workers * 4)))
         chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
+        aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
         with ProcessPoolExecutor(options.workers, multiprocessing.get_context(method), _init_pool_worker,
-                                 (options.max_pixels,)) as pool:
+                                 (options.max_pixels, aws)) as pool:
             for outcomes in pool.map(partial(_convert_chunk, prefetch=options.prefetch), chunks):
                 yield from outcomes
                 bar.update(len(outcomes))

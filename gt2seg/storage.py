@@ -30,7 +30,7 @@ _local = threading.local()
 MB = 1024 * 1024
 # One connection per transfer thread; workers above this would queue on the pool.
 MAX_WORKERS = 64
-RETRY_ATTEMPTS = 8  # botocore's, per request: 503 SlowDown, throttling, connection errors
+RETRY_ATTEMPTS = 8  # botocore's, per request (503 SlowDown, throttling, connection errors), unless AWS_MAX_ATTEMPTS
 BODY_ATTEMPTS = 4  # ours, per object: the connection dropped while the body was read
 _shared: dict = {}
 _shared_lock = threading.Lock()
@@ -91,12 +91,21 @@ def s3_client():
 
 def shared_client(connections: int):
     """One client for `connections` threads (boto3 clients are thread-safe), its pool sized to match."""
-    key = (_client_key(), connections)
+    environment = _client_key()
     with _shared_lock:
-        if key not in _shared:
-            _shared.clear()  # an older environment's or process's client is never used again
-            _shared[key] = _new_client(connections)
-        return _shared[key]
+        for stale in [k for k in _shared if k[0] != environment]:  # another process's or environment's
+            del _shared[stale]
+        if (environment, connections) not in _shared:
+            _shared[environment, connections] = _new_client(connections)
+        return _shared[environment, connections]
+
+
+def _retry_attempts() -> int:
+    """AWS_MAX_ATTEMPTS as the AWS CLI and SDKs read it, else RETRY_ATTEMPTS."""
+    try:
+        return max(1, int(os.environ.get("AWS_MAX_ATTEMPTS", RETRY_ATTEMPTS)))
+    except ValueError:
+        raise Gt2SegError(f"AWS_MAX_ATTEMPTS must be a whole number, got {os.environ['AWS_MAX_ATTEMPTS']!r}") from None
 
 
 def _client_key():
@@ -107,9 +116,8 @@ def _new_client(connections: int):
     import boto3
     from botocore.config import Config
 
-    config = Config(retries={"max_attempts": RETRY_ATTEMPTS, "mode": "adaptive"},
-                    max_pool_connections=connections)
-    return boto3.session.Session().client("s3", config=config)
+    retries = {"max_attempts": _retry_attempts(), "mode": "adaptive"}
+    return boto3.session.Session().client("s3", config=Config(retries=retries, max_pool_connections=connections))
 
 
 def _client_error_code(exc) -> str:
@@ -154,7 +162,7 @@ def storage_error(exc: Exception, uri: str, action: str) -> StorageError:
         if code in ("SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
                     "ServiceUnavailable", "503"):
             return StorageError(
-                f"cannot {action} {uri}: S3 is still throttling ({code}) after {RETRY_ATTEMPTS} attempts "
+                f"cannot {action} {uri}: S3 is still throttling ({code}) after {_retry_attempts()} attempts "
                 "with backoff; lower --workers or --prefetch, or run again later (finished items are kept)"
             )
     return StorageError(f"cannot {action} {uri}: {exc}")

@@ -1,0 +1,63 @@
+"""`gt2seg processing-job`: the two CreateProcessingJob requests (N instances convert, one merges)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from gt2seg.errors import ProcessingError
+from gt2seg.processing import ProcessingOptions, processing_requests, shard_of_this_host
+
+GT2SEG = [sys.executable, "-m", "gt2seg.cli"]
+IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/gt2seg:1"
+ROLE = "arn:aws:iam::123456789012:role/processing"
+
+
+def test_dry_run_prints_a_convert_job_on_n_instances_and_a_merge_job_on_one():
+    result = subprocess.run([*GT2SEG, "processing-job", "s3://b/job/output.manifest", "s3://b/out/", "--instances",
+                             "4", "--image", IMAGE, "--role", ROLE, "--job-name", "city", "--dry-run", "--",
+                             "--unknown-color", "ignore"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    requests = json.loads(result.stdout)
+    convert, merge = requests["convert"], requests["merge"]
+    assert convert["ProcessingJobName"] == "city" and merge["ProcessingJobName"] == "city-merge"
+    assert convert["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 4
+    assert merge["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
+    assert convert["RoleArn"] == merge["RoleArn"] == ROLE
+    assert convert["AppSpecification"] == {"ImageUri": IMAGE, "ContainerEntrypoint": [
+        "gt2seg", "convert", "s3://b/job/output.manifest", "/opt/ml/processing/output/shards", "--shard", "auto",
+        "--s3-prefix", "s3://b/out/layout/", "--unknown-color", "ignore"]}
+    assert convert["ProcessingInputs"] == []
+    assert convert["ProcessingOutputConfig"]["Outputs"][0]["S3Output"] == {
+        "S3Uri": "s3://b/out/shards/", "LocalPath": "/opt/ml/processing/output/shards", "S3UploadMode": "EndOfJob"}
+    assert merge["ProcessingInputs"][0]["S3Input"]["S3Uri"] == "s3://b/out/shards/"
+    assert merge["AppSpecification"]["ContainerEntrypoint"] == [
+        "gt2seg", "merge", "/opt/ml/processing/output/layout", "/opt/ml/processing/input/shards"]
+    assert merge["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"] == "s3://b/out/layout/"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"manifest": "job/output.manifest"}, "MANIFEST must be an s3:// URI"),
+    ({"image_uri": None}, "needs a container image"),
+    ({"instances": 0}, "--instances must be at least 1"),
+    ({"job_name": "bad_name"}, "job name 'bad_name'"),
+])
+def test_requests_that_cannot_run_are_refused_before_anything_is_sent(change, message):
+    options = {"manifest": "s3://b/m", "output": "s3://b/out", "image_uri": IMAGE, **change}
+    with pytest.raises(ProcessingError, match=message):
+        processing_requests(ProcessingOptions(**options))
+
+
+def test_submitting_without_a_role_is_refused():
+    result = subprocess.run([*GT2SEG, "processing-job", "s3://b/m", "s3://b/out", "--image", IMAGE],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "needs an execution role: pass --role" in result.stderr
+
+
+def test_shard_of_this_host_is_its_place_in_the_host_list(tmp_path):
+    config = tmp_path / "resourceconfig.json"
+    config.write_text(json.dumps({"current_host": "algo-2", "hosts": ["algo-1", "algo-2", "algo-3"]}))
+    assert shard_of_this_host(str(config)) == (1, 3)
+    config.write_text(json.dumps({"current_host": "algo-9", "hosts": ["algo-1"]}))
+    with pytest.raises(ProcessingError, match="current_host 'algo-9' is not among hosts"):
+        shard_of_this_host(str(config))
