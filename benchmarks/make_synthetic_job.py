@@ -55,13 +55,14 @@ def class_map(rng: np.random.Generator) -> np.ndarray:
     return labels
 
 
-def write_item(args: tuple[Path, int, int]) -> dict:
-    """Write item i's JPEG and mask; return its manifest line."""
-    folder, seed, i = args
+def write_item(args: tuple[Path, int, int, int]) -> dict:
+    """Write item i's JPEG and mask (every `step`-th pixel of the 1024x768 scene); return its manifest line."""
+    folder, seed, i, step = args
     rng = np.random.default_rng([seed, i])
     labels = class_map(rng)
     photo = TINT[labels].astype(np.int16) + rng.integers(-20, 20, 3).astype(np.int16)
     photo += (np.arange(WIDTH) // 64 % 2 * 6).astype(np.int16)[None, :, None]
+    labels, photo = labels[::step, ::step], photo[::step, ::step]
     image_ref = f"images/img-{i:06d}.jpg"
     Image.fromarray(np.clip(photo, 0, 255).astype(np.uint8)).save(folder / image_ref, "JPEG", quality=85)
     mask_ref = f"masks/{mask_name(i)}"
@@ -79,10 +80,11 @@ def write_item(args: tuple[Path, int, int]) -> dict:
         "job-name": "labeling-job/bench"}}
 
 
-def make_job(folder: Path, n: int, seed: int = 0, processes: int | None = None) -> Path:
-    """Ensure `folder` holds the job for (n, seed) and return its manifest path."""
+def make_job(folder: Path, n: int, seed: int = 0, processes: int | None = None, step: int = 1) -> Path:
+    """Ensure `folder` holds the job for (n, seed) and return its manifest path. step > 1: images of
+    1024/step x 768/step (for measuring what grows with the number of items, not with their size)."""
     manifest = folder / "output.manifest"
-    want = {"n": n, "seed": seed, "width": WIDTH, "height": HEIGHT}
+    want = {"n": n, "seed": seed, "width": WIDTH // step, "height": HEIGHT // step}
     stamp = folder / STAMP
     if stamp.exists() and json.loads(stamp.read_text()) == want:
         return manifest
@@ -90,7 +92,7 @@ def make_job(folder: Path, n: int, seed: int = 0, processes: int | None = None) 
     (folder / "images").mkdir(parents=True)
     (folder / "masks").mkdir()
     with Pool(processes or os.cpu_count()) as pool:
-        lines = pool.map(write_item, [(folder, seed, i) for i in range(n)], chunksize=16)
+        lines = pool.map(write_item, [(folder, seed, i, step) for i in range(n)], chunksize=16)
     tmp = manifest.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines))
     os.replace(tmp, manifest)

@@ -270,29 +270,40 @@ def _settings(entries, policy, palette) -> str:
                        [policy.unknown, policy.alpha_threshold, policy.resize], palette.hex()])
 
 
-def _run(tasks: list[_Task], options: ConvertOptions):
-    """Each task's outcome, in order. The parent only hands out chunks and counts: the reads,
-    decodes and cache writes all happen in the workers."""
+def _run(tasks, count: int, options: ConvertOptions):
+    """Each of the `count` tasks' outcome, in order. The parent only builds tasks as chunks are
+    wanted (a bounded number in flight) and counts: reads, decodes and cache writes all happen in
+    the workers."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(tasks), unit="img", desc="convert", file=sys.stderr, disable=not options.progress)
+    bar = tqdm(total=count, unit="img", desc="convert", file=sys.stderr, disable=not options.progress)
+    window: deque = deque()
     try:
-        if options.workers == 1 or len(tasks) < 2:
+        if options.workers == 1 or count < 2:
             _init_worker(options.max_pixels)
             for outcome in _convert_stream(tasks, options.prefetch):
                 yield outcome
                 bar.update()
             return
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        size = max(1, min(64, len(tasks) // (options.workers * 4)))
-        chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
+        size = max(1, min(64, count // (options.workers * 4)))
         aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+        convert_chunk = partial(_convert_chunk, prefetch=options.prefetch)
         with ProcessPoolExecutor(options.workers, multiprocessing.get_context(method), _init_pool_worker,
                                  (options.max_pixels, aws)) as pool:
-            for outcomes in pool.map(partial(_convert_chunk, prefetch=options.prefetch), chunks):
+            for chunk in iter(lambda: list(islice(tasks, size)), []):
+                window.append(pool.submit(convert_chunk, chunk))
+                while len(window) > 2 * options.workers or (window and window[0].done()):
+                    outcomes = window.popleft().result()
+                    yield from outcomes
+                    bar.update(len(outcomes))
+            while window:
+                outcomes = window.popleft().result()
                 yield from outcomes
                 bar.update(len(outcomes))
     finally:
+        for future in window:
+            future.cancel()
         bar.close()
 
 
@@ -343,18 +354,32 @@ def convert_job(job: Job, out_dir, options: ConvertOptions = ConvertOptions()) -
 
 
 def _map(job: Job, out: Path, options: ConvertOptions) -> tuple[ShardRecord, int]:
-    """Convert this shard's items into the cache, then write its results and record (record last)."""
+    """Convert this shard's items into the cache, then write its results and record (record last).
+
+    Per item the parent keeps only (name, record, cached) until the end: tasks are built as the
+    workers ask for them, and results stay in the cache until written, in name order."""
     manifest, table = job.manifest, job.table
     shard = options.shard or (0, 1)
     policy = MaskPolicy(options.unknown_color, options.alpha_threshold, options.resize_masks)
     palette, cache = table.palette(), layout.cache_dir(out)
+    entries_by_map: dict = {}  # lines with the same colour map share their entries and settings
 
+    def task_of(name: str, record: Record) -> _Task:
+        source = resolve_ref(record.source_ref, manifest.uri, options.ref_roots)
+        mask = resolve_ref(record.mask_ref, manifest.uri, options.ref_roots)
+        if record.color_map not in entries_by_map:
+            entries = line_entries(record, table)
+            entries_by_map[record.color_map] = (entries, _settings(entries, policy, palette))
+        entries, settings = entries_by_map[record.color_map]
+        return _Task(name, record.line, source, mask, entries, policy, palette, len(table.classes),
+                     cache_folder, _fingerprint(record, source, mask, settings))
+
+    cache_folder = str(cache)
     skipped: list[Skipped] = list(manifest.skipped)
     errors: list[ItemError] = []
     names = _assign_names(manifest.records)
     seen_sources: dict[str, int] = {}
-    entries_by_map: dict = {}  # lines with the same colour map share their entries and settings
-    members, tasks, resumed = [], [], 0  # members: (name, line, fingerprint) of this shard's items
+    members = []  # (name, record, cached) of this shard's items
     for record in manifest.records:
         if record.source_ref in seen_sources:
             skipped.append(Skipped(record.line, "duplicate-source",
@@ -365,45 +390,34 @@ def _map(job: Job, out: Path, options: ConvertOptions) -> tuple[ShardRecord, int
         if not _in_shard(name, shard):
             continue
         try:
-            source = resolve_ref(record.source_ref, manifest.uri, options.ref_roots)
-            mask = resolve_ref(record.mask_ref, manifest.uri, options.ref_roots)
+            members.append((name, record, _cached(task_of(name, record))))
         except StorageError as exc:
             errors.append(ItemError(record.line, str(exc)))
-            continue
-        if record.color_map not in entries_by_map:
-            entries = line_entries(record, table)
-            entries_by_map[record.color_map] = (entries, _settings(entries, policy, palette))
-        entries, settings = entries_by_map[record.color_map]
-        fingerprint = _fingerprint(record, source, mask, settings)
-        task = _Task(name, record.line, source, mask, entries, policy, palette, len(table.classes),
-                     str(cache), fingerprint)
-        members.append((name, record.line, fingerprint))
-        if _cached(task):
-            resumed += 1
-        else:
-            tasks.append(task)
-    del seen_sources, entries_by_map
+    del seen_sources, names
     if errors and options.on_error == "fail":
         raise ConversionError(errors)
 
     with layout.writing(cache, "create"):
         cache.mkdir(parents=True, exist_ok=True)
-    for outcome in _run(tasks, options):
+    resumed = sum(cached for _, _, cached in members)
+    failed = set()
+    pending = (task_of(name, record) for name, record, cached in members if not cached)
+    for outcome in _run(pending, len(members) - resumed, options):
         if outcome is None:
             continue
+        failed.add(outcome[1])
         if outcome[0] == "missing":
             skipped.append(Skipped(outcome[1], "missing-object", outcome[2]))
         else:
             errors.append(ItemError(outcome[1], outcome[2]))
-    del tasks
     if errors:
         if options.on_error == "fail":
             raise ConversionError(sorted(errors, key=lambda e: e.line))
         skipped += [Skipped(e.line, "invalid", e.detail) for e in errors]
 
-    members.sort()
+    members.sort(key=lambda member: member[0])
     items = write_results(out / layout.CACHE / results_name(*shard),
-                          _results(members, cache, job.sides))
+                          _results(members, failed, cache, job.sides))
     record = ShardRecord(
         shard=list(shard), job=_job_identity(job), options=options.layout_options(), manifest=manifest.uri,
         lines=manifest.lines, label_attributes=list(manifest.chosen), attribute=_attribute_key(manifest),
@@ -415,16 +429,13 @@ def _map(job: Job, out: Path, options: ConvertOptions) -> tuple[ShardRecord, int
     return record, resumed
 
 
-def _results(members, cache: Path, sides):
-    """The converted members' cache records, in name order (a member whose cache record is not from
-    this run's inputs was skipped), each with its fixed side when the job has them."""
-    for name, line, fingerprint in members:
-        try:
-            data = json.loads((cache / f"{name}.json").read_text())
-        except (OSError, ValueError):
+def _results(members, failed: set, cache: Path, sides):
+    """The converted members' cache records (those cached before, or converted now), in name order,
+    each with its fixed side when the job has them."""
+    for name, record, _ in members:
+        if record.line in failed:
             continue
-        if data.get("fingerprint") != fingerprint:
-            continue
+        data = json.loads((cache / f"{name}.json").read_text())
         if sides is not None:
-            data["side"] = sides[line]
+            data["side"] = sides[record.line]
         yield data

@@ -39,9 +39,14 @@ def _no_constant(name):
 
 def lines(text: str) -> Iterator[tuple[int, str]]:
     """(1-based line number, line) for each non-blank line of `text`."""
-    for number, raw in enumerate(text.split("\n"), 1):
+    start, number = 0, 1
+    while start <= len(text):  # str.find rather than split: no list of every line at once
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        raw = text[start:end]
         if raw.strip():
             yield number, raw
+        number, start = number + 1, end + 1
 
 
 def parse_object(raw: str, number: int) -> dict:

@@ -156,7 +156,7 @@ def _choose(attributes: dict[str, Attribute], requested: tuple[str, ...]) -> lis
     return chosen
 
 
-def _objects(lines: list[tuple[int, str]], problems: list[str] | None):
+def _objects(lines, problems: list[str] | None):
     """(line number, object) for each JSON-object line; problems collects the others."""
     for number, raw in lines:
         try:
@@ -172,10 +172,9 @@ def parse_manifest(text: str, uri: str = "<manifest>", label_attributes: tuple[s
     Two passes over the lines (attribute statistics, then records) so that no
     parsed line outlives its turn: memory stays flat for large jobs.
     """
-    lines = list(jsonl.lines(text))
     problems: list[str] = []
     attributes: dict[str, Attribute] = {}
-    for _, obj in _objects(lines, problems):
+    for _, obj in _objects(jsonl.lines(text), problems):
         for name, (label_key, meta) in _attributes_of(obj).items():
             attr = attributes.setdefault(name, Attribute(name, "unknown"))
             if attr.type == "unknown" and "type" in meta:  # failed lines may lack a type
@@ -183,7 +182,7 @@ def parse_manifest(text: str, uri: str = "<manifest>", label_attributes: tuple[s
             attr.lines += 1
             attr.failed += bool(label_key is None or "failure-reason" in meta)
 
-    manifest = Manifest(uri, len(lines), [], [], attributes, [], problems)
+    manifest = Manifest(uri, sum(1 for _ in jsonl.lines(text)), [], [], attributes, [], problems)
     if not attributes and manifest.lines == len(problems):
         return manifest
     try:
@@ -193,7 +192,7 @@ def parse_manifest(text: str, uri: str = "<manifest>", label_attributes: tuple[s
         return manifest
 
     color_maps: dict = {}  # identical colour maps share one tuple
-    for number, obj in _objects(lines, None):
+    for number, obj in _objects(jsonl.lines(text), None):
         found = _attributes_of(obj)
         candidates = [(name, *found[name]) for name in manifest.chosen if name in found]
         usable = [(n, k, m) for n, k, m in candidates if k is not None and "failure-reason" not in m]
@@ -229,6 +228,7 @@ def read_manifest(uri: str, label_attributes: tuple[str, ...] = (), strict: bool
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{uri} is not UTF-8 text (byte {exc.start}); is it a manifest?") from None
+    del data  # the text is all that is needed: a large job's manifest is not held twice
     manifest = parse_manifest(text, str(uri), tuple(label_attributes))
     if strict:
         if manifest.problems:

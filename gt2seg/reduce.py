@@ -7,7 +7,9 @@ keeping per item only what the split needs (its name, image hash and classes pre
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from gt2seg import layout
+from gt2seg.atomic import atomic_path
 from gt2seg.classes import CLASSES_JSON
 from gt2seg.errors import ManifestError, ShardError
 from gt2seg.shards import ShardRecord, merged_results
@@ -92,45 +95,55 @@ def _checked(item: dict, record: ShardRecord) -> dict:
     return item
 
 
+@contextlib.contextmanager
+def _streamed(path: Path):
+    """A text file written line by line under a temp name, renamed onto `path` when the block ends cleanly."""
+    with layout.writing(path), atomic_path(path) as tmp, open(tmp, "w") as f:
+        yield f
+
+
 def reduce(records: list[ShardRecord], out: Path, resumed: int = 0) -> Report:
     """Write the layout of the complete shard set `records` (see gt2seg.shards.complete_set) at `out`,
     which the caller holds (layout.claim)."""
     first = records[0]
     options = first.options
-    classes = json.loads(first.classes_json)
-    names = [c["name"] for c in classes]
-    totals = _Totals(len(classes))
-    split_items, sides = [], {}
+    table = json.loads(first.classes_json)
+    names = [c["name"] for c in table]
+    totals = _Totals(len(table))
+    split_items, sides, class_sets = [], {}, {}  # identical class sets are one object
     for item, _ in merged_results(records):
         totals.add(item)
         if first.fixed_sides:
             sides[item["name"]] = item["side"]
         else:
-            split_items.append(SplitItem(item["name"], item["sha256"],
-                                         frozenset(np.flatnonzero(item["pixels"]).tolist())))
+            classes = frozenset(np.flatnonzero(item["pixels"]).tolist())
+            split_items.append(SplitItem(item["name"], item["sha256"], class_sets.setdefault(classes, classes)))
     skipped = {(s["line"], s["reason"]): s for r in records for s in r.skipped}
     if not totals.converted:
         raise ManifestError(f"{first.manifest}: no item could be converted (see the skipped reasons: "
                             f"{dict(Counter(s['reason'] for s in skipped.values()))})")
     if not first.fixed_sides:
         sides = assign(split_items, options["validation_fraction"], options["seed"])
-        del split_items
+        del split_items, class_sets
 
     s3_prefix = options["s3_prefix"]
-    wanted, lines = {}, {side: [] for side in layout.SIDES}
-    present = {side: np.zeros(len(classes), bool) for side in layout.SIDES}
-    for item, record in merged_results(records):
-        _checked(item, record)
-        name, side = item["name"], sides[item["name"]]
-        image, mask = f"{side}/{name}{item['image_ext']}", f"{layout.annotation_dir(side)}/{name}.png"
-        wanted[image] = record.cache / f"{name}{item['image_ext']}"
-        wanted[mask] = record.cache / f"{name}.png"
-        lines[side].append({"source-ref": _uri(out, s3_prefix, image), first.attribute: _uri(out, s3_prefix, mask)})
-        present[side] |= np.asarray(item["pixels"]) > 0
-    layout.materialize(out, wanted)
-    del wanted
+    wanted = {}
+    present = {side: np.zeros(len(table), bool) for side in layout.SIDES}
+    with contextlib.ExitStack() as stack:  # manifests streamed to temp files, renamed once placed
+        manifests = {side: stack.enter_context(_streamed(out / f"{side}.manifest")) for side in layout.SIDES}
+        for item, record in merged_results(records):
+            _checked(item, record)
+            name, side = item["name"], sides[item["name"]]
+            image, mask = f"{side}/{name}{item['image_ext']}", f"{layout.annotation_dir(side)}/{name}.png"
+            cache = str(record.cache)
+            wanted[image] = os.path.join(cache, f"{name}{item['image_ext']}")
+            wanted[mask] = os.path.join(cache, f"{name}.png")
+            manifests[side].write(layout.manifest_text([
+                {"source-ref": _uri(out, s3_prefix, image), first.attribute: _uri(out, s3_prefix, mask)}]))
+            present[side] |= np.asarray(item["pixels"]) > 0
+        layout.materialize(out, wanted)
+        del wanted
     for side in layout.SIDES:
-        layout.atomic_write(out / f"{side}.manifest", layout.manifest_text(lines.pop(side)))
         layout.write_json(out / layout.LABEL_MAP_DIR / layout.label_map_file(side), layout.label_map())
     layout.atomic_write(out / CLASSES_JSON, first.classes_json)
     layout.write_json(out / "channels.json", layout.channels(
@@ -151,7 +164,7 @@ def reduce(records: list[ShardRecord], out: Path, resumed: int = 0) -> Report:
         manifest=first.manifest, output=str(out.resolve()), label_attributes=first.label_attributes,
         lines=first.lines, converted=totals.converted,
         splits={side: sum(1 for s in sides.values() if s == side) for side in layout.SIDES},
-        classes=classes,
+        classes=table,
         pixels_per_class=dict(zip(names, totals.pixels.tolist())),
         images_per_class=dict(zip(names, totals.images.tolist())),
         skipped_by_reason=dict(sorted(Counter(s["reason"] for s in ordered).items())),

@@ -35,9 +35,12 @@ def assign(items: list[SplitItem], fraction: float, seed: int = 0) -> dict[str, 
     """Map item name -> TRAIN | VALIDATION."""
     if not 0 < fraction < 1:
         raise SplitError(f"validation fraction must be between 0 and 1 (exclusive), got {fraction}")
-    groups: dict[str, set] = defaultdict(set)
+    groups: dict[str, frozenset] = {}
+    shared: dict[frozenset, frozenset] = {}  # identical class sets are one object: memory flat per item
     for item in items:
-        groups[item.group] |= {c for c in item.classes if c != 0}
+        classes = groups.get(item.group, frozenset()) | {c for c in item.classes if c != 0}
+        groups[item.group] = shared.setdefault(classes, classes)
+    del shared
     if len(groups) < 2:
         raise SplitError(
             f"{len(items)} usable image(s) with {len(groups)} distinct content: at least 2 distinct "
