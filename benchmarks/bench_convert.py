@@ -13,6 +13,15 @@ Peak memory is measured in two ways. For --workers 1 it is the process's own pea
 /usr/bin/time -v shows). For the pool it is the whole process tree, summing Pss (or VmRSS) from /proc every
 0.2 s: workers forked by a forkserver are not the convert's children, so wait4 never counts them.
 Targets: (b)/(a) <= 1.3, (b)/(c) >= 1.8 on 2 cores, and peak memory flat as N grows.
+Then, at S3 scale (benchmarks/bench_convert_scale.py):
+  latency  the --latency-n job (1024x768) from a moto S3 server through a proxy adding 0 ms, then --latency-ms,
+           per request, 2 workers (target: <= 1.25x)
+  memory   peak memory of the whole process tree for --rss-sizes items (images 1024/16 x 768/16: what grows
+           with the number of items, not with their size), 2 workers (target: growth <= 10 MB)
+  bound    (b) per mask vs libspng's decoder (pyspng) + a level-1 single-channel PNG encode (target <= 1.0x)
+  datumaro Datumaro's voc_segmentation import + export of the same masks vs (c) (target >= 15x)
+The last two run in --bench-python, a venv with pyspng and datumaro (`make bench-convert` builds
+.venv-bench); without it they are skipped.
 Jobs live in bench-out/ and are reused between runs; the converted outputs are deleted after timing.
 
     python benchmarks/bench_convert.py                      # N = 200, 1000
@@ -35,6 +44,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_synthetic_job import make_job  # noqa: E402
+import bench_convert_scale as scale  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_OVERHEAD, TARGET_SPEEDUP, TARGET_RSS_GROWTH = 1.3, 1.8, 1.25
@@ -197,17 +207,74 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=REPO / "bench-out", help="where jobs and outputs go")
     parser.add_argument("--gt2seg", default=str(REPO / ".venv" / "bin" / "gt2seg"), help="the CLI to time")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    parser.add_argument("--latency-n", type=int, default=300, help="items of the latency run (0: skip)")
+    parser.add_argument("--latency-ms", type=float, default=30.0, help="latency the proxy adds per request")
+    parser.add_argument("--rss-sizes", default="1000,20000", help="item counts of the memory run ('': skip)")
+    parser.add_argument("--bench-python", default=str(REPO / ".venv-bench" / "bin" / "python"),
+                        help="python of a venv with pyspng and datumaro (bound and Datumaro rows)")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     if not Path(args.gt2seg).exists() and not shutil.which(args.gt2seg):
         raise SystemExit(f"bench: no gt2seg CLI at {args.gt2seg}; run `make venv` first or pass --gt2seg")
     args.root.mkdir(parents=True, exist_ok=True)
-    rows = [bench_size(n, args.root.resolve(), args.gt2seg, args.workers) for n in sizes]
+    root = args.root.resolve()
+    rows = [bench_size(n, root, args.gt2seg, args.workers) for n in sizes]
     verdict = verdicts(rows)
+    extra = s3_scale(args, root, rows[-1])
     if args.json:
-        print(json.dumps({"cpus": os.cpu_count(), "rows": [asdict(r) for r in rows], **verdict}, indent=2))
+        print(json.dumps({"cpus": os.cpu_count(), "rows": [asdict(r) for r in rows], **verdict, **extra}, indent=2))
     else:
         print(table(rows, verdict))
+        for line in scale_lines(extra):
+            print(line)
+
+
+def s3_scale(args, root: Path, last: Row) -> dict:
+    """The latency, memory, bound and Datumaro measurements (see the module docstring)."""
+    extra: dict = {"load_before": os.getloadavg()}
+    if args.latency_n:
+        log(f"latency: N={args.latency_n} through a proxy adding 0 and {args.latency_ms} ms per request")
+        job = make_job(root / f"job-{args.latency_n}", args.latency_n).parent
+        extra["latency"] = scale.latency(job, root, args.gt2seg, 2, args.latency_ms)
+    if args.rss_sizes:
+        peaks = {}
+        for n in sorted(int(x) for x in args.rss_sizes.split(",")):
+            log(f"memory: N={n} small items, 2 workers")
+            manifest = make_job(root / f"rss-job-{n}", n, step=16)
+            peaks[n] = scale.tree_peak(args.gt2seg, manifest, root / "rss-out", 2, _tree_memory_kb)
+        extra["memory_tree_peak_mb"] = peaks
+        extra["memory_growth_mb"] = peaks[max(peaks)] - peaks[min(peaks)]
+    if Path(args.bench_python).exists():
+        job = root / f"job-{last.n}"
+        masks = [job / json.loads(line)["bench-ref"] for line in (job / "output.manifest").read_text().splitlines()]
+        log(f"bound: pyspng decode + level-1 encode of the N={last.n} masks")
+        bound = scale.fast_bound(args.bench_python, masks, root)
+        extra["fast_bound_ms"] = 1000 * bound["seconds"] / last.n
+        extra["gt2seg_vs_fast_bound"] = last.one_ms / extra["fast_bound_ms"]
+        log(f"datumaro: voc_segmentation import + export of the N={last.n} masks")
+        dm = scale.datumaro(args.bench_python, job, root)
+        extra["datumaro_ms"] = 1000 * dm["seconds"] / last.n
+        extra["datumaro_vs_gt2seg_2_workers"] = extra["datumaro_ms"] / last.all_ms
+    extra["load_after"] = os.getloadavg()
+    return extra
+
+
+def scale_lines(extra: dict) -> list[str]:
+    lines = [f"load average before/after: {extra['load_before'][0]:.2f} / {extra['load_after'][0]:.2f}"]
+    if "latency" in extra:
+        lat = extra["latency"]
+        lines.append(f"latency: N={lat['n']}, {lat['workers']} workers, S3 via proxy: +0 ms {lat['seconds_0ms']:.1f} s, "
+                     f"+{lat['added_ms']:.0f} ms {lat['seconds_added']:.1f} s -> {lat['ratio']:.2f}x (target <= 1.25)")
+    if "memory_tree_peak_mb" in extra:
+        peaks = extra["memory_tree_peak_mb"]
+        lines.append("memory (tree peak, 2 workers): " + ", ".join(f"N={n}: {mb:.0f} MB" for n, mb in peaks.items())
+                     + f" -> growth {extra['memory_growth_mb']:.1f} MB (target <= 10)")
+    if "fast_bound_ms" in extra:
+        lines.append(f"bound: pyspng + level-1 encode {extra['fast_bound_ms']:.1f} ms/mask; gt2seg (b) / bound = "
+                     f"{extra['gt2seg_vs_fast_bound']:.2f} (target <= 1.0)")
+        lines.append(f"datumaro: {extra['datumaro_ms']:.1f} ms/mask; / gt2seg (c) = "
+                     f"{extra['datumaro_vs_gt2seg_2_workers']:.1f}x (target >= 15)")
+    return lines
 
 
 if __name__ == "__main__":
