@@ -118,7 +118,7 @@ def claim(out: Path, inputs: list[str]):
 
 def _sweep_temps(out: Path) -> None:
     """Remove the temp files a killed run left where gt2seg writes, so a re-run leaves the same tree."""
-    for folder in (out, out / LABEL_MAP_DIR, cache_dir(out), *(out / d for d in LAYOUT_DIRS)):
+    for folder in (out, out / LABEL_MAP_DIR, out / CACHE, cache_dir(out), *(out / d for d in LAYOUT_DIRS)):
         for path in folder.glob(".*.tmp") if folder.is_dir() else ():
             if _TEMP.fullmatch(path.name) and path.is_file():
                 with writing(path, "remove"):
