@@ -226,11 +226,16 @@ class Fetcher:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="gt2seg-fetch")
 
     def fetch(self, uri: str) -> Future:
-        """A future of the object's bytes (or of the StorageError reading it)."""
-        return self._pool.submit(self._read, uri)
-
-    def _read(self, uri: str) -> bytes:
-        return read_bytes(uri, shared_client(self.threads) if is_s3(uri) else None)
+        """A future of the object's bytes (or of the StorageError reading it). Local files are read
+        at once: they come from the page cache, where a thread hand-off costs more than it hides."""
+        if is_s3(uri):
+            return self._pool.submit(read_bytes, uri, shared_client(self.threads))
+        future: Future = Future()
+        try:
+            future.set_result(read_bytes(uri))
+        except StorageError as exc:
+            future.set_exception(exc)
+        return future
 
 
 def write_bytes(uri, data: bytes, content_type: str | None = None) -> None:
