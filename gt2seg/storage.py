@@ -163,7 +163,7 @@ def storage_error(exc: Exception, uri: str, action: str) -> StorageError:
                     "ServiceUnavailable", "503"):
             return StorageError(
                 f"cannot {action} {uri}: S3 is still throttling ({code}) after {_retry_attempts()} attempts "
-                "with backoff; lower --workers or --prefetch, or run again later (finished items are kept)"
+                f"with backoff ({exc}); lower --workers or --prefetch, or run again later (finished items are kept)"
             )
     return StorageError(f"cannot {action} {uri}: {exc}")
 
