@@ -106,14 +106,17 @@ def timed_convert(gt2seg: str, manifest: str, out: Path, workers: int, env: dict
 
 
 def latency(job: Path, root: Path, gt2seg: str, workers: int, added_ms: float) -> dict:
-    """The same job from the same S3 server through a proxy adding 0 ms, then one adding `added_ms`."""
+    """The same job from the same S3 server through a proxy adding 0 ms and one adding `added_ms`,
+    alternately, twice each: the best of each (the machine is shared; the first run also warms the server)."""
     server = S3Server(root)
     try:
         manifest = upload_job(server, job)
-        seconds = {}
-        for ms in (0.0, added_ms):
-            with S3Proxy(server.endpoint, latency_s=ms / 1000) as proxy:
-                seconds[ms] = timed_convert(gt2seg, manifest, root / "s3-out", workers, server.env(proxy.endpoint), root)
+        seconds: dict = {}
+        for _ in range(2):
+            for ms in (0.0, added_ms):
+                with S3Proxy(server.endpoint, latency_s=ms / 1000) as proxy:
+                    took = timed_convert(gt2seg, manifest, root / "s3-out", workers, server.env(proxy.endpoint), root)
+                seconds[ms] = min(seconds.get(ms, took), took)
     finally:
         server.close()
     return {"n": sum(1 for _ in (job / "output.manifest").open()), "workers": workers, "added_ms": added_ms,
