@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Mapping
 
 from gt2seg.atomic import atomic_write as _atomic_write
 from gt2seg.errors import Gt2SegError, OutputError
@@ -155,7 +156,7 @@ def _placed(out: Path) -> set[str]:
                 if (cache / path.name).is_file() and os.path.samefile(path, cache / path.name)}
 
 
-def materialize(out: Path, wanted: dict[str, Path]) -> None:
+def materialize(out: Path, wanted: Mapping[str, Path]) -> None:
     """Make the layout files exactly `wanted` (relative path -> source), among those gt2seg placed.
 
     placed.json is widened before placing and narrowed after removing, so
@@ -170,8 +171,8 @@ def materialize(out: Path, wanted: dict[str, Path]) -> None:
             raise OutputError(f"{out / rel} was not written by gt2seg, which would replace it; move it "
                               f"out of {out}")
     write_json(out / CACHE / PLACED, sorted(before | wanted.keys()))
-    for rel, src in sorted(wanted.items()):
-        place(src, out / rel)
+    for rel in sorted(wanted):  # keys only: `wanted` may compute its sources (gt2seg.reduce does)
+        place(wanted[rel], out / rel)
     for rel in sorted(before - wanted.keys()):
         with writing(out / rel, "remove"):
             (out / rel).unlink(missing_ok=True)

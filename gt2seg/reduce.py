@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -82,6 +82,26 @@ class _Totals:
             self.rotated.append(item["name"])
 
 
+class _Sources(Mapping):
+    """Layout path -> its file in a shard's cache. Stored as the cache folder, one object per shard:
+    the cached file has the layout file's name, so a path per item is not kept twice."""
+
+    def __init__(self):
+        self._folders: dict[str, Path] = {}
+
+    def __setitem__(self, relative: str, folder: Path) -> None:
+        self._folders[relative] = folder
+
+    def __getitem__(self, relative: str) -> Path:
+        return self._folders[relative] / relative.rsplit("/", 1)[-1]
+
+    def __iter__(self):
+        return iter(self._folders)
+
+    def __len__(self) -> int:
+        return len(self._folders)
+
+
 def _checked(item: dict, record: ShardRecord) -> dict:
     """The item as its shard's cache holds it now: a later run into that folder with other options
     would have replaced it, and placing it would mix two runs."""
@@ -127,7 +147,7 @@ def reduce(records: list[ShardRecord], out: Path, resumed: int = 0) -> Report:
         del split_items, class_sets
 
     s3_prefix = options["s3_prefix"]
-    wanted = {}
+    wanted = _Sources()
     present = {side: np.zeros(len(table), bool) for side in layout.SIDES}
     with contextlib.ExitStack() as stack:  # manifests streamed to temp files, renamed once placed
         manifests = {side: stack.enter_context(_streamed(out / f"{side}.manifest")) for side in layout.SIDES}
@@ -135,9 +155,7 @@ def reduce(records: list[ShardRecord], out: Path, resumed: int = 0) -> Report:
             _checked(item, record)
             name, side = item["name"], sides[item["name"]]
             image, mask = f"{side}/{name}{item['image_ext']}", f"{layout.annotation_dir(side)}/{name}.png"
-            cache = str(record.cache)
-            wanted[image] = os.path.join(cache, f"{name}{item['image_ext']}")
-            wanted[mask] = os.path.join(cache, f"{name}.png")
+            wanted[image] = wanted[mask] = record.cache
             manifests[side].write(layout.manifest_text([
                 {"source-ref": _uri(out, s3_prefix, image), first.attribute: _uri(out, s3_prefix, mask)}]))
             present[side] |= np.asarray(item["pixels"]) > 0

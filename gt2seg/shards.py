@@ -17,6 +17,7 @@ import heapq
 import json
 import re
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterator
 
@@ -71,8 +72,9 @@ class ShardRecord:
     def label(self) -> str:
         return f"{self.shard[0]}/{self.shard[1]}"
 
-    @property
+    @cached_property
     def cache(self) -> Path:
+        """One Path object per shard (the reduce refers to it from every item's placement)."""
         return layout.cache_dir(Path(self.folder))
 
     @property
