@@ -126,6 +126,7 @@ class Job:
     table: ClassTable
     inputs: tuple[str, ...]
     sides: dict[int, str] | None = None  # line -> train | validation; None: gt2seg's seeded split
+    root: str | None = None  # where relative refs resolve (an importer's SRC); None: the manifest's folder
 
 
 @dataclass(frozen=True)
@@ -151,9 +152,9 @@ def _stem(ref: str) -> str:
     return (_NAME.sub("_", stem).strip("._-") or "image")[:120]
 
 
-def resolve_ref(ref: str, manifest_uri: str, ref_roots) -> str:
+def resolve_ref(ref: str, manifest_uri: str, ref_roots, root: str | None = None) -> str:
     """Where a manifest ref is read from: --ref-root rewrites first, then s3://
-    as is, relative paths under the manifest's folder; nothing may escape."""
+    as is, relative paths under `root` (default: the manifest's folder); nothing may escape."""
     if "\0" in ref:
         raise StorageError(f"{ref!r} holds a NUL character, which no file or object name can; fix the ref")
     for prefix, root in ref_roots:
@@ -168,7 +169,7 @@ def resolve_ref(ref: str, manifest_uri: str, ref_roots) -> str:
             f"{ref!r} is an absolute local path; refs must be s3:// URIs or relative to the manifest. "
             "To read local absolute paths on purpose, map them with --ref-root /=/"
         )
-    return storage.join(storage.parent(manifest_uri), ref)
+    return storage.join(root or storage.parent(manifest_uri), ref)
 
 
 def _assign_names(records: list[Record]) -> dict[int, str]:
@@ -336,8 +337,8 @@ def _convert(job: Job, out: Path, options: ConvertOptions) -> Report:
         if not _in_shard(name, options.shard):
             continue
         try:
-            source = resolve_ref(record.source_ref, manifest_uri, options.ref_roots)
-            mask = resolve_ref(record.mask_ref, manifest_uri, options.ref_roots)
+            source = resolve_ref(record.source_ref, manifest_uri, options.ref_roots, job.root)
+            mask = resolve_ref(record.mask_ref, manifest_uri, options.ref_roots, job.root)
         except StorageError as exc:
             errors.append(ItemError(record.line, str(exc)))
             continue
