@@ -10,7 +10,7 @@ from gt2seg.convert import ConvertOptions, Job, Report, convert_job
 from gt2seg.errors import SourceError
 from gt2seg.importers.base import Importer, list_source
 
-FORMATS = ("pets",)  # modules of this package, each defining IMPORTER
+FORMATS = ("pets", "voc", "folders")  # modules of this package, each defining IMPORTER
 
 
 def importers() -> dict[str, Importer]:

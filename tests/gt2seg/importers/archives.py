@@ -113,9 +113,9 @@ VOC_VAL = ["2007_000033", "2007_000042", "2008_000009"]
 
 def voc_mask(seed: int) -> np.ndarray:
     m = np.zeros((H, W), np.uint8)
-    m[2:12, 3 + seed % 5:15] = 1 + seed % 20
+    m[2:12, 3 + seed % 5:15] = 1 + seed % 3
     m[2:12, 3 + seed % 5] = 255  # boundary
-    m[13:, :6] = 1 + (seed * 7) % 20
+    m[13:, :6] = 15 + seed % 2
     return m
 
 
@@ -157,7 +157,7 @@ def folders(root: Path, colours: bool = False) -> dict[str, np.ndarray]:
         if colours:
             rgb = np.zeros((H, W, 3), np.uint8)
             for i, color in enumerate(FOLDER_COLORS.values()):
-                rgb[m == i] = bytes.fromhex(color[1:])
+                rgb[m == i] = list(bytes.fromhex(color[1:]))
             out = io.BytesIO()
             Image.fromarray(rgb, "RGB").save(out, format="PNG")
             write(root / "masks" / f"{name}.png", out.getvalue())
