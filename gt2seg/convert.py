@@ -418,7 +418,8 @@ def _report(manifest, out, table, results, sides, skipped, options, resumed) -> 
                         f"match the stored pixel orientation): {', '.join(rotated[:5])}")
     ignored = sum(r.ignore_pixels for r in results)
     if ignored:
-        warnings.append(f"{ignored:,} pixels were set to the ignore label 255 (--unknown-color ignore)")
+        warnings.append(f"{ignored:,} pixels carry the ignore label 255 (--unknown-color ignore, or the "
+                        "source's own ignore values: Pet trimap borders, VOC boundaries)")
     for side in layout.SIDES:
         missing = [n for i, n in enumerate(names[1:], 1)
                    if not any(r.pixels[i] for r in results if sides[r.name] == side)]
