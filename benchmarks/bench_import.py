@@ -134,7 +134,7 @@ def make_voc(root: Path, n: int) -> None:
     sets = base / "ImageSets" / "Segmentation"
     (sets / "train.txt").write_text("".join(f"{i}\n" for i in ids[: n * 3 // 4]))
     (sets / "val.txt").write_text("".join(f"{i}\n" for i in ids[n * 3 // 4:]))
-    (sets / "trainval.txt").write_text("".join(f"{i}\n" for i in ids))
+    # No trainval.txt: Datumaro reads each list as a subset, so it would import and export every item twice.
 
 
 def gt2seg_import(gt2seg: str, fmt: str, src: Path, out: Path, logs: Path) -> Timed:
