@@ -28,7 +28,8 @@ def _is_manifest(src: str) -> bool:
 
 
 def _manifest_summary(r):
-    yield f"{r['manifest']}: {r['lines']} lines, {r['labeled']} labeled, {r['unlabeled']} unlabeled, {r['failed']} failed"
+    yield (f"{r['manifest']}: {r['lines']} lines, {r['labeled']} labeled, {r['unlabeled']} unlabeled, "
+           f"{r['failed']} failed")
     for reason, n in r["failure_reasons"].items():
         yield f"  failed: {n} x {reason}"
     for a in r["attributes"]:

@@ -54,8 +54,7 @@ def read(source: Source, settings: dict):
     if not source.has_folder(IMAGES) or not source.has_folder(TRIMAPS):
         missing = IMAGES if not source.has_folder(IMAGES) else TRIMAPS
         raise SourceError(f"{source.root}: no {missing}/ folder; expected {LAYOUT}")
-    listed = list_rows(source, LIST, LAYOUT)
-    rows = [(number, *_row(number, fields)) for number, fields in listed]
+    rows = [(number, *_row(number, fields)) for number, fields in list_rows(source, LIST, LAYOUT)]
     official = settings["split"] == "official"
     sides = {}
     if official:
@@ -81,11 +80,11 @@ def read(source: Source, settings: dict):
                          ColorEntry(BORDER, _border_name(settings["border"], pet), None))
             items.add(number, image_ref, trimap_ref, color_map, sides.get(image))
         seen.add(image)
-    expected = {f"{IMAGES}/{image}.jpg" for _, image, _, _ in rows} | {f"{TRIMAPS}/{image}.png" for _, image, _, _ in rows}
+    listed_images = {f"{IMAGES}/{image}.jpg" for _, image, _, _ in rows}
     for path in [*source.under(IMAGES), *source.under(TRIMAPS)]:
         if is_resource_fork(path):
             items.skip(0, "resource-fork", f"{path} is a macOS resource-fork file, not an image")
-        elif path not in expected and path.startswith(IMAGES + "/"):
+        elif path.startswith(IMAGES + "/") and path not in listed_images:
             items.skip(0, "unlisted", f"{path} is not in {LIST}")
     return items.job(source, ClassTable.fixed(names), official)
 

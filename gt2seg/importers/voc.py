@@ -18,7 +18,7 @@ ROOTS = ("", "VOC2012/", "VOCdevkit/VOC2012/")
 SETS = "ImageSets/Segmentation/"
 LAYOUT = ("Pascal VOC 2012: VOCdevkit/VOC2012/JPEGImages/*.jpg, SegmentationClass/*.png and "
           "ImageSets/Segmentation/{train,val,trainval}.txt")
-COLOR_MAP = tuple([ColorEntry(i, name, None) for i, name in enumerate(CLASSES)] + [ColorEntry(IGNORE, IGNORE_NAME, None)])
+COLOR_MAP = (*(ColorEntry(i, name, None) for i, name in enumerate(CLASSES)), ColorEntry(IGNORE, IGNORE_NAME, None))
 
 
 def colors() -> list[str]:
@@ -42,7 +42,7 @@ def _root(source: Source) -> str:
 
 
 def _listed(source: Source, relative: str) -> list[tuple[str, int, str]]:
-    """(image id, line, file) of a list: VOC's ids, or SBD/DeepLab rows '/JPEGImages/x.jpg /SegmentationClassAug/x.png'."""
+    """(image id, line, file) of a list: VOC ids, or DeepLab's '/JPEGImages/x.jpg /SegmentationClassAug/x.png'."""
     return [(stem(fields[0]), number, relative) for number, fields in list_rows(source, relative, LAYOUT)]
 
 
