@@ -138,3 +138,18 @@ def test_an_s3_source_imports_like_a_local_one(tmp_path, s3, s3_bucket):
     local = import_dataset("pets", tmp_path / "pets", tmp_path / "local", {"split": "official"})
     assert remote.splits == local.splits and remote.pixels_per_class == local.pixels_per_class
     assert masks_of(tmp_path / "remote").keys() == masks_of(tmp_path / "local").keys()
+
+
+def test_official_shards_merge_into_the_one_run_layout(tmp_path):
+    from gt2seg.merge import merge_shards
+
+    archives.pets(tmp_path / "pets")
+    whole = import_dataset("pets", tmp_path / "pets", tmp_path / "whole", {"split": "official"})
+    for i in range(2):
+        import_dataset("pets", tmp_path / "pets", tmp_path / f"shard{i}", {"split": "official"},
+                       ConvertOptions(shard=(i, 2)))
+    merged = merge_shards([tmp_path / "shard0", tmp_path / "shard1"], tmp_path / "merged")
+    assert merged.splits == whole.splits and merged.pixels_per_class == whole.pixels_per_class
+    for side in ("train", "validation"):
+        assert ({p.name for p in (tmp_path / "merged" / side).iterdir()}
+                == {p.name for p in (tmp_path / "whole" / side).iterdir()})
