@@ -11,13 +11,15 @@ import os
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from gt2seg import storage
 from gt2seg.classes import ClassTable
-from gt2seg.convert import Job
 from gt2seg.errors import MissingObjectError, SourceError
 from gt2seg.manifest import SEG_TYPE, Attribute, ColorEntry, Manifest, Record, Skipped
+
+if TYPE_CHECKING:
+    from gt2seg.convert import Job
 
 RESOURCE_FORK = "._"  # macOS AppleDouble files that archives made on a Mac carry next to each file
 
@@ -126,7 +128,9 @@ class Items:
     def skip(self, line: int, reason: str, detail: str) -> None:
         self.skipped.append(Skipped(line, reason, detail))
 
-    def job(self, source: Source, table: ClassTable, official: bool) -> Job:
+    def job(self, source: Source, table: ClassTable, official: bool) -> "Job":
+        from gt2seg.convert import Job
+
         if not self.records:
             reasons = sorted({s.reason for s in self.skipped})
             raise SourceError(f"{source.root}: no item to import (skipped: {', '.join(reasons) or 'none found'})")
@@ -143,7 +147,7 @@ class Importer:
     name: str
     help: str
     params: tuple[Param, ...]
-    read: Callable[[Source, dict], Job]
+    read: Callable[[Source, dict], "Job"]
     detect: Callable[[Source], bool]
 
     def settings(self, given: dict) -> dict:
