@@ -72,6 +72,27 @@ def read_signature(metadata: dict, where) -> dict:
     return signature
 
 
+def _open(location, options, providers) -> tuple:
+    import onnxruntime as ort
+
+    path = onnx_file(location)
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # ONNX Runtime raises its own untyped errors for unreadable files
+        raise OnnxModelError(f"{path} is not a readable ONNX model: {str(exc).strip().splitlines()[-1]}") from None
+    return session, read_signature(session.get_modelmeta().custom_metadata_map, path)
+
+
+def check_onnx_model(location) -> dict:
+    """The signature of the seg ONNX file at `location`, read without optimising the graph (a quick check before
+    serving it); OnnxModelError when it is missing, unreadable or not seg's."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return _open(location, options, PROVIDERS["cpu"])[1]
+
+
 class OnnxPredictor:
     """A loaded ONNX model; `predict` and `probabilities` as `seg.serve.predictor.Predictor`'s. Thread-safe
     (ONNX Runtime sessions are)."""
@@ -91,20 +112,15 @@ class OnnxPredictor:
         """
         import onnxruntime as ort
 
-        path = onnx_file(location)
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
         providers = _providers(device, strict)
-        try:
-            session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as exc:  # ONNX Runtime raises its own untyped errors for unreadable files
-            raise OnnxModelError(f"{path} is not a readable ONNX model: {str(exc).strip().splitlines()[-1]}") from None
+        session, signature = _open(location, options, providers)
         if providers[0] not in session.get_providers():  # the provider loaded, but not its CUDA libraries
             message = f"device={device}: ONNX Runtime could not start {providers[0]}"
             if strict:
                 raise OnnxModelError(message)
             log.warning("%s; running on the CPU", message)
-        signature = read_signature(session.get_modelmeta().custom_metadata_map, path)
         if classes_path is not None:
             signature["classes"] = _classes(classes_path, len(signature["classes"]))
         return cls(session, signature, max_side)
