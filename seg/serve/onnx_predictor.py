@@ -42,7 +42,9 @@ def onnx_file(location) -> Path:
     return path
 
 
-def _providers(device: str, strict: bool) -> list:
+def providers(device: str, strict: bool) -> list:
+    """ONNX Runtime's providers for `device`: CUDA then CPU for gpu when present, else the CPU (warned) or
+    OnnxModelError when `strict`."""
     import onnxruntime as ort
 
     wanted = PROVIDERS[device]
@@ -72,12 +74,12 @@ def read_signature(metadata: dict, where) -> dict:
     return signature
 
 
-def _open(location, options, providers) -> tuple:
+def _open(location, options, chosen) -> tuple:
     import onnxruntime as ort
 
     path = onnx_file(location)
     try:
-        session = ort.InferenceSession(str(path), options, providers=providers)
+        session = ort.InferenceSession(str(path), options, providers=chosen)
     except Exception as exc:  # ONNX Runtime raises its own untyped errors for unreadable files
         raise OnnxModelError(f"{path} is not a readable ONNX model: {str(exc).strip().splitlines()[-1]}") from None
     return session, read_signature(session.get_modelmeta().custom_metadata_map, path)
@@ -114,10 +116,10 @@ class OnnxPredictor:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
-        providers = _providers(device, strict)
-        session, signature = _open(location, options, providers)
-        if providers[0] not in session.get_providers():  # the provider loaded, but not its CUDA libraries
-            message = f"device={device}: ONNX Runtime could not start {providers[0]}"
+        wanted = providers(device, strict)
+        session, signature = _open(location, options, wanted)
+        if wanted[0] not in session.get_providers():  # the provider loaded, but not its CUDA libraries
+            message = f"device={device}: ONNX Runtime could not start {wanted[0]}"
             if strict:
                 raise OnnxModelError(message)
             log.warning("%s; running on the CPU", message)

@@ -89,9 +89,11 @@ def _check_runtime(config: ServeConfig, model_dir: str) -> None:
     if model_dir.startswith("s3://"):
         raise ServeConfigError(f"runtime=onnx serves a local .onnx file or folder, not {model_dir}; download it "
                                "first (SageMaker extracts model.tar.gz into /opt/ml/model)")
-    from seg.serve.onnx_predictor import check_onnx_model
+    from seg.serve.onnx_predictor import check_onnx_model, providers
 
     check_onnx_model(model_dir)
+    if config.strict_device:
+        providers(config.device, strict=True)
 
 
 def _runtime(config: ServeConfig) -> dict:
