@@ -11,12 +11,15 @@ import json
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from gt2seg.atomic import atomic_write
 from seg.data.transforms import MEAN, STD
 from seg.models.artifact import EXPORT_PREFIX, Artifact, export_symbol, load_artifact, open_model
 from seg.serve.onnx_predictor import FORMAT, FORMAT_KEY, ONNX_FILE, SIGNATURE_KEY, VERSION, VERSION_KEY
+
+if TYPE_CHECKING:
+    from seg.models.quantize import QuantizationReport
 
 SIGNATURE = f"{EXPORT_PREFIX}-signature.json"
 
@@ -66,7 +69,7 @@ class OnnxExportResult:
     onnx: Path
     architecture: str
     int8: Optional[Path] = None
-    quantization: Optional[object] = None  # seg.models.quantize.QuantizationReport with `quantize`
+    quantization: Optional["QuantizationReport"] = None  # with quantize="int8"
 
 
 def onnx_model(artifact: Artifact):

@@ -66,7 +66,14 @@ def read_signature(metadata: dict, where) -> dict:
     if metadata.get(VERSION_KEY) != VERSION:
         raise OnnxModelError(f"{where}: seg ONNX format version {metadata.get(VERSION_KEY)!r}; this seg reads "
                              f"version {VERSION}: export the model again with this seg")
-    signature = json.loads(metadata[SIGNATURE_KEY])
+    try:
+        signature = json.loads(metadata[SIGNATURE_KEY])
+        missing = {"preprocessing", "classes", "architecture"} - set(signature)
+    except (ValueError, TypeError) as exc:
+        missing = {str(exc)}
+    if missing:
+        raise OnnxModelError(f"{where}: seg metadata {SIGNATURE_KEY!r} is damaged (missing or unreadable: "
+                             f"{', '.join(sorted(missing))}); export the model again")
     pre = signature["preprocessing"]
     if not (np.allclose(pre["mean"], MEAN) and np.allclose(pre["std"], STD)):
         raise OnnxModelError(f"{where}: normalisation mean={pre['mean']} std={pre['std']} is not seg's "
