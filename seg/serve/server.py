@@ -37,6 +37,7 @@ class ServeConfig:
     device: str = "cpu"  # ONNX Runtime's provider: "cpu", or "gpu" (CUDA; CPU with a warning when absent)
     strict_device: bool = False  # "gpu" without CUDA fails instead of falling back to the CPU
 
+
 RUNTIMES, DEVICES = ("mxnet", "onnx"), ("cpu", "gpu")
 
 

@@ -15,7 +15,7 @@ import pytest
 import requests
 from PIL import Image
 
-from onnx_models import CLASSES, logits, write_onnx_model
+from onnx_models import logits, write_onnx_model
 from test_serve_http import BAD_REQUESTS, ENV, MAX_PIXELS, Server, encode, free_port, random_image
 from test_serve_records import decode_features
 
