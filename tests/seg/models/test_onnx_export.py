@@ -98,3 +98,21 @@ def test_an_op_without_a_translation_is_named():
     symbol = mx.sym.LRN(mx.sym.var("data"), nsize=3)
     with pytest.raises(ExportError, match="MXNet op LRN .* has no ONNX translation"):
         symbol_to_onnx(symbol.tojson(), {}, 3, {})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["psp", "deeplab"])
+def test_seg_heads_on_resnet_50_as_older_artifacts_hold_them_export_too(tmp_path, algorithm):
+    from gt2seg.classes import ClassTable
+    from seg.config import parse_hyperparameters
+    from seg.models.artifact import Artifact
+    from seg.models.nets import Architecture, build_network
+
+    hp = parse_hyperparameters({"num_classes": 3, "num_training_samples": 1, "backbone": "resnet-50",
+                                "algorithm": algorithm, "crop_size": 32, "use_pretrained_model": False})
+    arch = Architecture(algorithm, "resnet-50", 3, stem="v1b", heads="seg", aux=False)
+    net = build_network(hp, arch=arch)
+    net.hybridize()
+    artifact = Artifact(net, hp, ClassTable.default(3).entries(), arch)
+    scale_classifier(artifact)
+    export_and_compare(artifact, tmp_path / "model.onnx")
