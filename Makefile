@@ -8,7 +8,7 @@ EXTRAS ?= cpu,test
 # Bit-identical MXNet runs need one thread; speed wants all cores.
 NPROC  := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: help venv system-deps test test-fast bench bench-convert bench-train bench-pipe bench-serve bench-reliability bench-hostile bench-builtin-serve bench-report bench-import clean
+.PHONY: help venv system-deps test test-fast test-serve-onnx bench bench-convert bench-train bench-pipe bench-serve bench-onnx-serve bench-reliability bench-hostile bench-builtin-serve bench-report bench-import clean
 
 help: ## list targets and variables
 	@echo "targets:"
@@ -33,7 +33,20 @@ test: venv ## run the whole test suite
 test-fast: venv ## tests that do not train
 	$(PY) -m pytest -q -ra -m "not slow" $(PYTEST_ARGS)
 
-bench: bench-convert bench-import bench-pipe bench-serve bench-hostile bench-builtin-serve bench-train bench-report bench-reliability ## every benchmark (figures go in README)
+# The `serve` extra alone (no MXNet) on a Python MXNet has no wheels for: the newest pyenv CPython found.
+PY_SERVE ?= $(lastword $(sort $(wildcard $(shell pyenv root 2>/dev/null || echo /root/.pyenv)/versions/3.1[2-9]*/bin/python3.1[2-9])))
+SERVE_VENV := build/venv-serve
+
+test-serve-onnx: ## the ONNX server's tests in a fresh venv with only `.[serve]` + test tools, on PY_SERVE [newest 3.12+]
+	@test -x '$(PY_SERVE)' || { echo "make: test-serve-onnx needs PY_SERVE=/path/to/python3.12 or newer" >&2; exit 1; }
+	rm -rf $(SERVE_VENV) && '$(PY_SERVE)' -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SERVE_VENV)/bin/python -m pip install -q ".[serve]" pytest requests onnx
+	! $(SERVE_VENV)/bin/python -c 'import mxnet' 2>/dev/null
+	cd tests && SEG_TESTS_WITHOUT_MXNET=1 ../$(SERVE_VENV)/bin/python -m pytest -q -ra -m serve_onnx -p no:cacheprovider \
+	    --rootdir .. -c ../setup.cfg seg/serve/test_serve_onnx_http.py test_import_boundaries.py $(PYTEST_ARGS)
+
+bench: bench-convert bench-import bench-pipe bench-serve bench-onnx-serve bench-hostile bench-builtin-serve bench-train bench-report bench-reliability ## every benchmark (figures go in README)
 
 bench-convert: venv ## gt2seg convert vs bare Pillow, 1 vs all workers, peak RSS
 	$(PY) benchmarks/bench_convert.py $(BENCH_ARGS)
@@ -56,6 +69,9 @@ bench-pipe: venv ## RecordIO parse throughput, Pipe vs File loader
 
 bench-serve: venv ## /invocations latency vs bare forward, throughput
 	$(PY) benchmarks/bench_serve.py $(BENCH_ARGS)
+
+bench-onnx-serve: venv ## MXNet FP32 vs ONNX FP32 vs ONNX INT8 at 512x512 (FCN, DeepLabV3 R50), INT8 mIOU cost
+	$(PY) benchmarks/bench_onnx_serve.py $(BENCH_ARGS)
 
 bench-hostile: venv ## /ping, valid p95 and 5xx under 2 and 20 slow clients + 8 valid threads, DURATION s each [60]
 	$(PY) benchmarks/bench_serve_hostile.py --seconds $(or $(DURATION),60) $(BENCH_ARGS)
