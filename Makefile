@@ -8,7 +8,7 @@ EXTRAS ?= cpu,test
 # Bit-identical MXNet runs need one thread; speed wants all cores.
 NPROC  := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: help venv system-deps test test-fast bench bench-convert bench-train bench-pipe bench-serve bench-reliability bench-hostile bench-builtin-serve bench-report clean
+.PHONY: help venv system-deps test test-fast test-serve-onnx bench bench-convert bench-train bench-pipe bench-serve bench-onnx-serve bench-reliability bench-hostile bench-builtin-serve bench-report bench-import clean
 
 help: ## list targets and variables
 	@echo "targets:"
@@ -33,7 +33,20 @@ test: venv ## run the whole test suite
 test-fast: venv ## tests that do not train
 	$(PY) -m pytest -q -ra -m "not slow" $(PYTEST_ARGS)
 
-bench: bench-convert bench-pipe bench-serve bench-hostile bench-builtin-serve bench-train bench-report bench-reliability ## every benchmark (figures go in README)
+# The `serve` extra alone (no MXNet) on a Python MXNet has no wheels for: the newest pyenv CPython found.
+PY_SERVE ?= $(lastword $(sort $(wildcard $(shell pyenv root 2>/dev/null || echo /root/.pyenv)/versions/3.1[2-9]*/bin/python3.1[2-9])))
+SERVE_VENV := build/venv-serve
+
+test-serve-onnx: ## the ONNX server's tests in a fresh venv with only `.[serve]` + test tools, on PY_SERVE [newest 3.12+]
+	@test -x '$(PY_SERVE)' || { echo "make: test-serve-onnx needs PY_SERVE=/path/to/python3.12 or newer" >&2; exit 1; }
+	rm -rf $(SERVE_VENV) && '$(PY_SERVE)' -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SERVE_VENV)/bin/python -m pip install -q ".[serve]" pytest requests onnx
+	! $(SERVE_VENV)/bin/python -c 'import mxnet' 2>/dev/null
+	cd tests && SEG_TESTS_WITHOUT_MXNET=1 ../$(SERVE_VENV)/bin/python -m pytest -q -ra -m serve_onnx -p no:cacheprovider \
+	    --rootdir .. -c ../setup.cfg seg/serve/test_serve_onnx_http.py test_import_boundaries.py $(PYTEST_ARGS)
+
+bench: bench-convert bench-import bench-pipe bench-serve bench-onnx-serve bench-hostile bench-builtin-serve bench-train bench-report bench-reliability ## every benchmark (figures go in README)
 
 # pyspng (the fast bound) and Datumaro are measured against, never installed in .venv.
 BENCH_VENV := .venv-bench
@@ -45,6 +58,16 @@ $(BENCH_VENV)/.installed:
 bench-convert: venv $(BENCH_VENV)/.installed ## gt2seg convert vs bare Pillow, 1 vs all workers, S3 latency, tree memory, vs pyspng bound and Datumaro
 	$(PY) benchmarks/bench_convert.py --bench-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
 
+DATUMARO_VENV   := .venv-datumaro
+DATUMARO_PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
+$(DATUMARO_VENV)/.installed:
+	test -x $(DATUMARO_VENV)/bin/python || $(DATUMARO_PYTHON) -m venv $(DATUMARO_VENV)
+	$(DATUMARO_VENV)/bin/pip install -q datumaro
+	touch $@
+
+bench-import: venv $(DATUMARO_VENV)/.installed ## gt2seg import pets vs bare decode+encode; import voc vs Datumaro (own venv)
+	$(PY) benchmarks/bench_import.py --datumaro $(DATUMARO_VENV)/bin/python $(BENCH_ARGS)
+
 bench-reliability: venv ## gt2seg convert: bad inputs -> one-line errors, kill -9 points -> identical re-runs
 	$(PY) benchmarks/reliability_gt2seg.py $(BENCH_ARGS)
 
@@ -53,6 +76,9 @@ bench-pipe: venv ## RecordIO parse throughput, Pipe vs File loader
 
 bench-serve: venv ## /invocations latency vs bare forward, throughput
 	$(PY) benchmarks/bench_serve.py $(BENCH_ARGS)
+
+bench-onnx-serve: venv ## MXNet FP32 vs ONNX FP32 vs ONNX INT8 at 512x512 (FCN, DeepLabV3 R50), INT8 mIOU cost
+	$(PY) benchmarks/bench_onnx_serve.py $(BENCH_ARGS)
 
 bench-hostile: venv ## /ping, valid p95 and 5xx under 2 and 20 slow clients + 8 valid threads, DURATION s each [60]
 	$(PY) benchmarks/bench_serve_hostile.py --seconds $(or $(DURATION),60) $(BENCH_ARGS)
@@ -76,6 +102,7 @@ FIXTURE_JOB_DIR := fixtures/bucket/labeling/city-blocks
 #: JOB             labeling job output prefix, or its output.manifest; local or s3:// [the fixture job]
 #: LABEL_ATTRIBUTE label attribute(s), first present wins [auto; the fixture's two for the fixture job]
 #: REF_ROOT        PREFIX=DIR rewrites of refs for gt2seg convert [the fixture bucket for the fixture job]
+#: IMPORT          instead of JOB: `FORMAT SRC [options]` for gt2seg import, e.g. 'pets fixtures/pets --split official' []
 #: OUT             work folder: stamps, /opt/ml stand-in, predictions [build/pipeline]
 #: DATA            local layout folder [OUT/data]
 #: S3_PREFIX       where the layout goes on S3; empty keeps everything local []
@@ -91,6 +118,7 @@ REF_ROOT ?= s3://gt2seg-fixtures/=fixtures/bucket/
 endif
 LABEL_ATTRIBUTE ?=
 REF_ROOT ?=
+IMPORT ?=
 OUT ?= build/pipeline
 DATA ?= $(OUT)/data
 S3_PREFIX ?=
@@ -107,6 +135,10 @@ MANIFEST  = $(if $(filter %.manifest,$(JOB)),$(JOB),$(JOB:%/=%)/manifests/output
 CONVERT_ARGS = $(foreach a,$(LABEL_ATTRIBUTE),--label-attribute $(a)) $(foreach r,$(REF_ROOT),--ref-root $(r)) \
                $(if $(S3_PREFIX),--s3-prefix $(S3_PREFIX))
 TRAIN_AFTER  = $(if $(S3_PREFIX),$(STAMPS)/upload,$(STAMPS)/convert)
+# The first stage: convert the labeling job, or, with IMPORT, import the dataset it names.
+CONVERT_FROM = $(if $(IMPORT),,$(STAMPS)/output.manifest)
+CONVERT_CMD  = $(if $(IMPORT),$(GT2SEG) import $(IMPORT) $(DATA) $(if $(S3_PREFIX),--s3-prefix $(S3_PREFIX)),\
+                 $(GT2SEG) convert '$(MANIFEST)' $(DATA) $(CONVERT_ARGS))
 # `cmd $(call fail,stage,what to do)`: one clear line naming the stage when cmd fails.
 fail = || { echo "make: pipeline stage '$(1)' failed (see above). $(2) Then re-run make: finished stages are kept." >&2; exit 1; }
 # Rewrite $(1) only when the text $(2) changed, so a stage re-runs when its options change.
@@ -118,17 +150,17 @@ $(STAMPS)/output.manifest: FORCE | $(VENV)/.installed
 	@mkdir -p $(STAMPS)
 	@$(SEG) job-manifest '$(JOB)' $@ $(call fail,convert,Set JOB to the labeling job's output prefix or manifest.)
 $(STAMPS)/convert.args: FORCE
-	$(call remember,$@,$(DATA) $(CONVERT_ARGS))
+	$(call remember,$@,$(DATA) $(CONVERT_ARGS) $(IMPORT))
 $(STAMPS)/upload.args: FORCE
 	$(call remember,$@,$(S3_PREFIX))
 $(STAMPS)/train.args: FORCE
 	$(call remember,$@,$(MODE) $(S3_PREFIX) $(MODEL))
 
-$(STAMPS)/convert: $(STAMPS)/output.manifest $(STAMPS)/convert.args
-	$(GT2SEG) convert '$(MANIFEST)' $(DATA) $(CONVERT_ARGS) --report \
-	    $(call fail,convert,Fix the labeling job or the LABEL_ATTRIBUTE/REF_ROOT options.)
+$(STAMPS)/convert: $(CONVERT_FROM) $(STAMPS)/convert.args
+	$(CONVERT_CMD) --report \
+	    $(call fail,convert,Fix the labeling job (or the IMPORT dataset) or the LABEL_ATTRIBUTE/REF_ROOT options.)
 	@touch $@
-convert: $(STAMPS)/convert ## labeling job -> SageMaker layout in DATA
+convert: $(STAMPS)/convert ## labeling job (or IMPORT's dataset) -> SageMaker layout in DATA
 
 $(STAMPS)/upload: $(STAMPS)/convert $(STAMPS)/upload.args
 	@test -n '$(S3_PREFIX)' || { echo "make: stage 'upload' needs S3_PREFIX=s3://bucket/prefix" >&2; exit 1; }
@@ -167,7 +199,7 @@ invoke: $(STAMPS)/train ## serve MODEL in the background, send IMAGE over HTTP, 
 	kill -0 $$server || { echo "make: stage 'invoke': the server exited; see $(OUT)/serve.log" >&2; exit 1; }; \
 	mv $(OUT)/invoke.json.tmp $(OUT)/invoke.json; echo "served mask written to $(OUT)/invoke"
 
-pipeline: ## convert, upload (with S3_PREFIX), train, evaluate, predict, invoke, report
+pipeline: ## convert (or import), upload (with S3_PREFIX), train, evaluate, predict, invoke, report
 	@$(MAKE) --no-print-directory convert $(if $(S3_PREFIX),upload) train evaluate predict invoke
 	@$(MAKE) --no-print-directory report
 

@@ -18,6 +18,9 @@ from gt2seg.manifest import Record
 
 BACKGROUND = "BACKGROUND"
 IGNORE = 255
+# The class name a colour-map entry gives to send its mask value to IGNORE (importers: Pet trimap borders,
+# VOC's 255). The NUL keeps it apart from any name a person would give a class.
+IGNORE_NAME = "\0ignore"
 MAX_CLASSES = 254  # the built-in algorithm's num_classes limit; 255 is the ignore label
 # Ground Truth's default palette (matplotlib tab10 after white), used for classes
 # whose lines carry no hex-color.
@@ -84,6 +87,8 @@ class ClassTable:
     def index_of(self, name: str) -> int:
         if is_background(name):
             return 0
+        if name == IGNORE_NAME:
+            return IGNORE
         for c in self.classes:
             if c.name == name:
                 return c.index
@@ -106,9 +111,16 @@ class ClassTable:
     @classmethod
     def default(cls, num_classes: int) -> "ClassTable":
         """The table for a dataset without classes.json: BACKGROUND, class_1, ... in the default palette."""
-        colors = [*DEFAULT_COLORS, *_extra_colors(set(DEFAULT_COLORS))]
-        names = [BACKGROUND] + [f"class_{i}" for i in range(1, num_classes)]
-        return cls(tuple(ClassInfo(i, name, colors[i]) for i, name in enumerate(names)))
+        return cls.fixed([BACKGROUND] + [f"class_{i}" for i in range(1, num_classes)])
+
+    @classmethod
+    def fixed(cls, names, colors=()) -> "ClassTable":
+        """A table its source fixes (an imported dataset's): names[i] is index i, coloured by `colors`
+        ('#rrggbb', in order) where given, else by the default palette."""
+        spare = [*DEFAULT_COLORS, *_extra_colors(set(DEFAULT_COLORS))]
+        colors = list(colors)
+        return cls(tuple(ClassInfo(i, name, colors[i] if i < len(colors) else spare[i])
+                         for i, name in enumerate(names)))
 
 
 def _extra_colors(used: set) -> list[str]:

@@ -105,6 +105,7 @@ class Job:
     table: ClassTable
     inputs: tuple[str, ...]
     sides: dict[int, str] | None = None  # line -> train | validation; None: gt2seg's seeded split
+    root: str | None = None  # where relative refs resolve (an importer's SRC); None: the manifest's folder
 
 
 @dataclass(frozen=True)
@@ -130,14 +131,14 @@ def _stem(ref: str) -> str:
     return (_NAME.sub("_", stem).strip("._-") or "image")[:120]
 
 
-def resolve_ref(ref: str, manifest_uri: str, ref_roots) -> str:
+def resolve_ref(ref: str, manifest_uri: str, ref_roots, root: str | None = None) -> str:
     """Where a manifest ref is read from: --ref-root rewrites first, then s3://
-    as is, relative paths under the manifest's folder; nothing may escape."""
+    as is, relative paths under `root` (default: the manifest's folder); nothing may escape."""
     if "\0" in ref:
         raise StorageError(f"{ref!r} holds a NUL character, which no file or object name can; fix the ref")
-    for prefix, root in ref_roots:
+    for prefix, folder in ref_roots:  # not `root`: a loop without a match must leave it as given
         if ref.startswith(prefix):
-            return storage.join(root, ref[len(prefix):])
+            return storage.join(folder, ref[len(prefix):])
     if storage.is_s3(ref):
         return ref
     if "://" in ref:
@@ -147,7 +148,7 @@ def resolve_ref(ref: str, manifest_uri: str, ref_roots) -> str:
             f"{ref!r} is an absolute local path; refs must be s3:// URIs or relative to the manifest. "
             "To read local absolute paths on purpose, map them with --ref-root /=/"
         )
-    return storage.join(storage.parent(manifest_uri), ref)
+    return storage.join(root or storage.parent(manifest_uri), ref)
 
 
 def _assign_names(records: list[Record]) -> dict[int, str]:
@@ -322,6 +323,7 @@ def _job_identity(job: Job) -> str:
                                   [(e.key, e.name, e.color) for e in r.color_map]]).encode())
     if job.sides is not None:
         digest.update(json.dumps(sorted(job.sides.items())).encode())
+    digest.update(json.dumps(["root", job.root]).encode())
     return digest.hexdigest()
 
 
@@ -350,7 +352,7 @@ def convert_job(job: Job, out_dir, options: ConvertOptions = ConvertOptions()) -
             return reduce([record], out, resumed)
     return ShardReport(shard=record.label, manifest=record.manifest, output=str(out.resolve()),
                        items=record.items, resumed=resumed,
-                       skipped_by_reason=dict(sorted(Counter(s["reason"] for s in record.skipped).items())))
+                       skipped_by_reason=dict(sorted(Counter(s["reason"] for s in record.skipped + record.item_skipped).items())))
 
 
 def _map(job: Job, out: Path, options: ConvertOptions) -> tuple[ShardRecord, int]:
@@ -365,8 +367,8 @@ def _map(job: Job, out: Path, options: ConvertOptions) -> tuple[ShardRecord, int
     entries_by_map: dict = {}  # lines with the same colour map share their entries and settings
 
     def task_of(name: str, record: Record) -> _Task:
-        source = resolve_ref(record.source_ref, manifest.uri, options.ref_roots)
-        mask = resolve_ref(record.mask_ref, manifest.uri, options.ref_roots)
+        source = resolve_ref(record.source_ref, manifest.uri, options.ref_roots, job.root)
+        mask = resolve_ref(record.mask_ref, manifest.uri, options.ref_roots, job.root)
         if record.color_map not in entries_by_map:
             entries = line_entries(record, table)
             entries_by_map[record.color_map] = (entries, _settings(entries, policy, palette))
@@ -375,7 +377,7 @@ def _map(job: Job, out: Path, options: ConvertOptions) -> tuple[ShardRecord, int
                      cache_folder, _fingerprint(record, source, mask, settings))
 
     cache_folder = str(cache)
-    skipped: list[Skipped] = list(manifest.skipped)
+    skipped: list[Skipped] = list(manifest.skipped)  # the job's own: the same in every shard
     errors: list[ItemError] = []
     names = _assign_names(manifest.records)
     seen_sources: dict[str, int] = {}
@@ -400,20 +402,20 @@ def _map(job: Job, out: Path, options: ConvertOptions) -> tuple[ShardRecord, int
     with layout.writing(cache, "create"):
         cache.mkdir(parents=True, exist_ok=True)
     resumed = sum(cached for _, _, cached in members)
-    failed = set()
+    failed, item_skipped = set(), []  # this shard's items left out
     pending = (task_of(name, record) for name, record, cached in members if not cached)
     for outcome in _run(pending, len(members) - resumed, options):
         if outcome is None:
             continue
         failed.add(outcome[1])
         if outcome[0] == "missing":
-            skipped.append(Skipped(outcome[1], "missing-object", outcome[2]))
+            item_skipped.append(Skipped(outcome[1], "missing-object", outcome[2]))
         else:
             errors.append(ItemError(outcome[1], outcome[2]))
     if errors:
         if options.on_error == "fail":
             raise ConversionError(sorted(errors, key=lambda e: e.line))
-        skipped += [Skipped(e.line, "invalid", e.detail) for e in errors]
+        item_skipped += [Skipped(e.line, "invalid", e.detail) for e in errors]
 
     members.sort(key=lambda member: member[0])
     items = write_results(out / layout.CACHE / results_name(*shard),
@@ -422,7 +424,7 @@ def _map(job: Job, out: Path, options: ConvertOptions) -> tuple[ShardRecord, int
         shard=list(shard), job=_job_identity(job), options=options.layout_options(), manifest=manifest.uri,
         lines=manifest.lines, label_attributes=list(manifest.chosen), attribute=_attribute_key(manifest),
         classes_json=table.to_json(), class_warnings=list(table.warnings), fixed_sides=job.sides is not None,
-        skipped=[asdict(s) for s in sorted(skipped, key=lambda s: (s.line, s.reason))], items=items,
+        skipped=[asdict(s) for s in skipped], item_skipped=[asdict(s) for s in item_skipped], items=items,
         folder=str(out),
     )
     write_record(out, record)

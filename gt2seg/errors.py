@@ -31,6 +31,11 @@ class JsonLineError(_AtLine, ManifestError):
     """One manifest line is not a strict JSON object (see gt2seg.jsonl)."""
 
 
+class SourceError(Gt2SegError):
+    """A dataset to import is not laid out as its format expects (a missing folder or list file, a
+    malformed list row, an unreadable class table)."""
+
+
 class OutputError(Gt2SegError):
     """The output folder cannot be used: not writable, in use by another run, or holding files
     gt2seg did not write where it would write."""

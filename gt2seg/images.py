@@ -128,12 +128,13 @@ class PreparedImage:
 
 
 def prepare_image(data: bytes, *, line: int, ref: str) -> PreparedImage:
-    """JPEGs pass byte for byte (after a full, cheap 1/8-scale decode that catches
-    truncation); anything else becomes a JPEG with alpha composited on white."""
+    """RGB JPEGs pass byte for byte (after a full, cheap 1/8-scale decode that catches
+    truncation); anything else (other formats, greyscale or CMYK JPEGs) becomes an RGB JPEG with
+    alpha composited on white, so every training image decodes to the same 3 channels everywhere."""
     img = open_image(data, line=line, ref=ref)
     size = img.size
     rotated = img.format in ("JPEG", "MPO") and img.getexif().get(EXIF_ORIENTATION, 1) not in (1, None)
-    if img.format == "JPEG":
+    if img.format == "JPEG" and img.mode == "RGB":
         img.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
         load(img, line=line, ref=ref, what="image")
         return PreparedImage(data, size, False, rotated)

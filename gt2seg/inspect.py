@@ -1,10 +1,11 @@
-"""What is in a manifest, before converting: counts, attributes, classes, problems."""
+"""What is in a manifest or a dataset to import, before converting: counts, attributes, classes, problems."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 from gt2seg.classes import ClassTable
-from gt2seg.errors import ManifestError
+from gt2seg.errors import ManifestError, StorageError
+from gt2seg.layout import SIDES
 from gt2seg.manifest import read_manifest
 
 
@@ -50,4 +51,46 @@ def inspect_manifest(uri: str, label_attributes: tuple[str, ...] = ()) -> Inspec
         skipped_by_reason=by_reason, failure_reasons=failures,
         attributes=[asdict(a) for a in sorted(manifest.attributes.values(), key=lambda a: a.name)],
         chosen=manifest.chosen, classes=classes, problems=problems, warnings=warnings,
+    )
+
+
+@dataclass
+class SourceReport:
+    """What a dataset to import holds, read as `gt2seg import FORMAT` would read it (no image is decoded)."""
+
+    source: str
+    format: str
+    items: int
+    splits: dict[str, int] | None  # the official sides, when --split official
+    classes: list[dict]
+    skipped_by_reason: dict[str, int]
+    skipped: list[dict]  # the first MAX_LISTED
+    problems: list[str]  # stop an import
+    warnings: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+MAX_LISTED = 20
+
+
+def inspect_source(src: str, format: str | None = None, settings: dict | None = None) -> SourceReport:
+    """Read dataset `src` (format detected when not given) as its importer would; layout errors are problems."""
+    from gt2seg.errors import SourceError
+    from gt2seg.importers import detect, read_source
+
+    try:
+        format = format or detect(src)
+        job = read_source(format, src, settings)
+    except (SourceError, StorageError) as exc:
+        return SourceReport(str(src), format or "unknown", 0, None, [], {}, [], [str(exc)], [])
+    manifest = job.manifest
+    splits = None
+    if job.sides is not None:
+        splits = {side: sum(1 for s in job.sides.values() if s == side) for side in SIDES}
+    return SourceReport(
+        source=manifest.uri, format=format, items=len(manifest.records), splits=splits,
+        classes=[c.to_dict() for c in job.table.classes], skipped_by_reason=manifest.skipped_by_reason(),
+        skipped=[asdict(s) for s in manifest.skipped[:MAX_LISTED]], problems=[], warnings=list(job.table.warnings),
     )

@@ -138,10 +138,11 @@ def reduce(records: list[ShardRecord], out: Path, resumed: int = 0) -> Report:
         else:
             classes = frozenset(np.flatnonzero(item["pixels"]).tolist())
             split_items.append(SplitItem(item["name"], item["sha256"], class_sets.setdefault(classes, classes)))
-    skipped = {(s["line"], s["reason"]): s for r in records for s in r.skipped}
+    skipped = sorted(first.skipped + [s for r in records for s in r.item_skipped],
+                     key=lambda s: (s["line"], s["reason"], s["detail"]))
     if not totals.converted:
         raise ManifestError(f"{first.manifest}: no item could be converted (see the skipped reasons: "
-                            f"{dict(Counter(s['reason'] for s in skipped.values()))})")
+                            f"{dict(Counter(s['reason'] for s in skipped))})")
     if not first.fixed_sides:
         sides = assign(split_items, options["validation_fraction"], options["seed"])
         del split_items, class_sets
@@ -172,12 +173,12 @@ def reduce(records: list[ShardRecord], out: Path, resumed: int = 0) -> Report:
         warnings.append(f"{len(totals.rotated)} JPEG(s) carry an EXIF rotation (copied as is; check that masks "
                         f"match the stored pixel orientation): {', '.join(totals.rotated[:5])}")
     if totals.ignored:
-        warnings.append(f"{totals.ignored:,} pixels were set to the ignore label 255 (--unknown-color ignore)")
+        warnings.append(f"{totals.ignored:,} pixels carry the ignore label 255 (--unknown-color ignore, or the "
+                        "source's own ignore values: Pet trimap borders, VOC boundaries)")
     for side in layout.SIDES:
         missing = [n for i, n in enumerate(names[1:], 1) if not present[side][i]]
         if missing:
             warnings.append(f"classes absent from {side}: {', '.join(missing)}")
-    ordered = [skipped[k] for k in sorted(skipped)]
     report = Report(
         manifest=first.manifest, output=str(out.resolve()), label_attributes=first.label_attributes,
         lines=first.lines, converted=totals.converted,
@@ -185,8 +186,8 @@ def reduce(records: list[ShardRecord], out: Path, resumed: int = 0) -> Report:
         classes=table,
         pixels_per_class=dict(zip(names, totals.pixels.tolist())),
         images_per_class=dict(zip(names, totals.images.tolist())),
-        skipped_by_reason=dict(sorted(Counter(s["reason"] for s in ordered).items())),
-        skipped=ordered,
+        skipped_by_reason=dict(sorted(Counter(s["reason"] for s in skipped).items())),
+        skipped=skipped,
         expanded_masks=totals.expanded, resized_masks=totals.resized, reencoded_images=totals.reencoded,
         routes=dict(sorted(totals.routes.items())), warnings=warnings, resumed=resumed,
     )

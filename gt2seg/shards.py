@@ -63,7 +63,8 @@ class ShardRecord:
     classes_json: str
     class_warnings: list[str]
     fixed_sides: bool
-    skipped: list[dict]  # lines read and left out: the manifest's own, and this shard's items
+    skipped: list[dict]  # lines left out before converting (the job's own, duplicates): the same in every shard
+    item_skipped: list[dict]  # this shard's items left out while converting (missing, invalid with --on-error skip)
     items: int
     format: int = FORMAT
     folder: str = ""

@@ -23,7 +23,8 @@ class MissingExtraError(SegError):
 
 # Root modules of the optional extras, and the pip name to show for each.
 EXTRA_MODULES = {"mxnet": "mxnet", "gluoncv": "gluoncv", "cv2": "opencv-python", "gunicorn": "gunicorn",
-                 "google": "protobuf", "requests": "requests"}
+                 "google": "protobuf", "requests": "requests",
+                 "onnx": "onnx", "onnxruntime": "onnxruntime"}
 
 
 def missing_extra(exc: BaseException):
@@ -112,6 +113,14 @@ class TrainingError(SegError):
 
 class DeviceError(SegError):
     """A GPU that MXNet's CUDA kernels cannot run on; the message names it and what to use instead."""
+
+
+class ExportError(ModelError):
+    """A model cannot be exported or quantized as asked (an op without an ONNX translation, no calibration images)."""
+
+
+class OnnxModelError(ModelError):
+    """An ONNX file seg cannot serve: not one seg exported (no seg metadata), unreadable, or a provider refused."""
 
 
 # ---------------------------------------------------------------- serving

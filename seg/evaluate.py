@@ -7,11 +7,11 @@ if TYPE_CHECKING:
     from seg.serve.predictor import Predictor
 
 
-
 def evaluate_layout(predictor: Predictor, data, split: str = "validation", progress: bool = False, on_image=None):
     """SegMetrics of the predictor on a layout split, each image at its own size (label map applied).
 
-    on_image(pair, rgb, mask, prediction) sees every image, for per-image figures (seg.report)."""
+    on_image(pair, rgb, mask, prediction, confusion) sees every image and its own confusion matrix, for
+    per-image figures (seg.report)."""
     from tqdm import tqdm
 
     from seg.data.files import FileSource
@@ -28,7 +28,7 @@ def evaluate_layout(predictor: Predictor, data, split: str = "validation", progr
         except DataError as exc:
             raise DataError(f"{source.pairs[index].mask}: {exc}") from None
         prediction = predictor.predict(rgb)
-        acc.update(prediction, mask)
+        confusion = acc.update(prediction, mask)
         if on_image:
-            on_image(source.pairs[index], rgb, mask, prediction)
+            on_image(source.pairs[index], rgb, mask, prediction, confusion)
     return acc.result()

@@ -62,8 +62,11 @@ class ConfusionAccumulator:
         self.num_classes = num_classes
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
 
-    def update(self, pred, label) -> None:
-        self.matrix += confusion_matrix(pred, label, self.num_classes)
+    def update(self, pred, label) -> np.ndarray:
+        """Add one batch; returns that batch's own confusion matrix (per-image figures reuse it)."""
+        confusion = confusion_matrix(pred, label, self.num_classes)
+        self.matrix += confusion
+        return confusion
 
     def result(self) -> SegMetrics:
         return summarize(self.matrix)

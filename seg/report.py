@@ -21,7 +21,7 @@ from gt2seg.report import page
 from gt2seg.report.figures import BarChart, Heatmap, Histogram, LineChart
 from gt2seg.report.panels import panel, thumbnail
 from seg.errors import DataError
-from seg.metrics import SegMetrics, confusion_matrix, summarize
+from seg.metrics import SegMetrics, summarize
 
 CURVES_PNG = "curves.png"
 ERROR_COLOR, RIGHT_COLOR = (214, 39, 40), (225, 225, 225)
@@ -154,8 +154,7 @@ def build_evaluation_report(predictor, model, data, split: str = "validation", w
     size = predictor.num_classes
     scores, kept, total = [], [], np.zeros((size, size), dtype=np.int64)  # kept: max-heap on mIOU of the worst
 
-    def on_image(pair, rgb, mask, prediction):
-        confusion = confusion_matrix(prediction, mask, size)
+    def on_image(pair, rgb, mask, prediction, confusion):
         total[...] += confusion
         m = summarize(confusion)
         score = ImageScore(pair.stem, m.miou, m.pixel_accuracy)

@@ -8,6 +8,7 @@ import pytest
 
 import gt2seg
 import seg
+from repo import ROOT
 
 HEAVY = ("mxnet", "gluoncv")
 # The stages that need MXNet; every other module of both packages must import without it.
@@ -34,7 +35,8 @@ def test_module_imports_without_mxnet(module):
 
 def test_gt2seg_never_imports_seg():
     code = ("import sys, pkgutil, importlib, gt2seg\n"
-            "for info in pkgutil.walk_packages(gt2seg.__path__, 'gt2seg.'): importlib.import_module(info.name)\n"
+            "for info in pkgutil.walk_packages(gt2seg.__path__, 'gt2seg.'):\n"
+            "    if not info.name.endswith('__main__'): importlib.import_module(info.name)\n"
             "assert not [m for m in sys.modules if m == 'seg' or m.startswith('seg.')]")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -42,3 +44,28 @@ def test_gt2seg_never_imports_seg():
 
 def test_the_light_list_covers_every_stage_package():
     assert {"seg.data", "seg.pipe", "seg.jobs", "seg.cli", "seg.serve.protocol", "seg.serve.app"} <= set(LIGHT)
+
+
+@pytest.mark.serve_onnx
+def test_the_onnx_serving_path_is_light():
+    """Everything `seg serve --runtime onnx` imports is checked above: the ONNX predictor, the large-image policy,
+    the app, the workers and the server."""
+    assert {"seg.serve.onnx_predictor", "seg.serve.sizing", "seg.serve.app", "seg.serve.workers",
+            "seg.serve.server", "seg.cli.serve"} <= set(LIGHT)
+
+
+@pytest.mark.serve_onnx
+def test_onnx_serving_loads_and_answers_without_mxnet(tmp_path):
+    """A worker's whole path (predictor load, inference, the response body) in a fresh interpreter."""
+    code = ("import sys, numpy as np\n"
+            f"sys.path.append({str(ROOT / 'tests')!r})\n"
+            "from onnx_models import write_onnx_model\n"
+            "from seg.serve.app import render\n"
+            "from seg.serve.protocol import PNG, RECORDIO_PROTOBUF\n"
+            "from seg.serve.onnx_predictor import OnnxPredictor\n"
+            f"predictor = OnnxPredictor.load(write_onnx_model({str(tmp_path / 'm.onnx')!r}))\n"
+            "rgb = np.zeros((20, 30, 3), np.uint8)\n"
+            "assert render(predictor, rgb, PNG) and render(predictor, rgb, RECORDIO_PROTOBUF)\n"
+            f"heavy = [m for m in {HEAVY!r} if m in sys.modules]; assert not heavy, heavy")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

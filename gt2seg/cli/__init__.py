@@ -12,6 +12,7 @@ import sys
 import click
 
 from gt2seg.cli.convert import convert
+from gt2seg.cli.importers import import_
 from gt2seg.cli.inspect import inspect
 from gt2seg.cli.merge import merge
 from gt2seg.cli.processing_job import processing_job
@@ -28,5 +29,5 @@ def main(verbose):
                         format="%(levelname)s %(name)s: %(message)s")
 
 
-for command in (inspect, convert, upload, merge, report, processing_job):
+for command in (inspect, convert, import_, upload, merge, report, processing_job):
     main.add_command(command)

@@ -23,6 +23,7 @@ class LabelMap:
     def __init__(self, lut: np.ndarray, source: str = "identity"):
         self.lut = lut  # int16[256]; -1 = not mapped
         self.source = source
+        self._identity = bool(np.array_equal(lut, np.arange(256)))  # scale 1, the usual case: nothing to map
 
     @classmethod
     def identity(cls) -> "LabelMap":
@@ -70,6 +71,9 @@ class LabelMap:
         return cls.from_json(data, str(path))
 
     def apply(self, mask: np.ndarray) -> np.ndarray:
+        """Class indices of an 8-bit mask (the mask itself when the map is the identity)."""
+        if self._identity and mask.dtype == np.uint8:
+            return mask
         mapped = self.lut[mask]
         if (mapped < 0).any():
             values = sorted(set(np.unique(mask[mapped < 0]).tolist()))

@@ -1,7 +1,9 @@
-"""`seg export`: the symbol + params pair of any model seg reads, for Neo or for MXNet without seg.
+"""`seg export`: the symbol + params pair of any model seg reads, for Neo or for MXNet without seg; or one ONNX
+file (`--format onnx`, translated by `seg.models.to_onnx`), optionally quantized to INT8 (`seg.models.quantize`).
 
-The graph is seg's size-agnostic one (every resize is "like" its input), so one pair serves any H×W; the
-signature file writes down what a caller must feed it and what comes out.
+The graph is seg's size-agnostic one (every resize is "like" its input), so one pair (or ONNX file) serves any
+H×W; the signature writes down what a caller must feed it and what comes out: a file beside the pair, the
+ONNX file's own metadata (`seg.serve.onnx_predictor` reads it back).
 """
 from __future__ import annotations
 
@@ -9,10 +11,15 @@ import json
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
 from gt2seg.atomic import atomic_write
 from seg.data.transforms import MEAN, STD
-from seg.models.artifact import EXPORT_PREFIX, export_symbol, load_artifact, open_model
+from seg.models.artifact import EXPORT_PREFIX, Artifact, export_symbol, load_artifact, open_model
+from seg.serve.onnx_predictor import FORMAT, FORMAT_KEY, ONNX_FILE, SIGNATURE_KEY, VERSION, VERSION_KEY
+
+if TYPE_CHECKING:
+    from seg.models.quantize import QuantizationReport
 
 SIGNATURE = f"{EXPORT_PREFIX}-signature.json"
 
@@ -52,3 +59,46 @@ def export_model(model, out_dir, classes_path=None) -> ExportResult:
     atomic_write(out_dir / SIGNATURE, json.dumps(signature(artifact), indent=2).encode())
     return ExportResult(out_dir / f"{EXPORT_PREFIX}-symbol.json", out_dir / f"{EXPORT_PREFIX}-0000.params",
                         out_dir / SIGNATURE, artifact.arch.describe())
+
+
+INT8_FILE = "model-int8.onnx"
+
+
+@dataclass
+class OnnxExportResult:
+    onnx: Path
+    architecture: str
+    int8: Optional[Path] = None
+    quantization: Optional["QuantizationReport"] = None  # with quantize="int8"
+
+
+def onnx_model(artifact: Artifact):
+    """The artifact's inference graph as an ONNX model, seg's signature in its metadata."""
+    import mxnet as mx
+
+    from seg.models.to_onnx import INPUT, symbol_to_onnx
+
+    symbol = artifact.net(mx.sym.var(INPUT))
+    params = {p.name: p.data(mx.cpu()).asnumpy() for p in artifact.net.collect_params().values()}
+    metadata = {FORMAT_KEY: FORMAT, VERSION_KEY: VERSION, SIGNATURE_KEY: json.dumps(signature(artifact))}
+    return symbol_to_onnx(symbol.tojson(), params, artifact.arch.num_classes, metadata)
+
+
+def export_onnx(model, out_dir, classes_path=None, quantize: Optional[str] = None, calibration=None,
+                calibration_images: int = 32) -> OnnxExportResult:
+    """Write OUT/model.onnx (FP32) for `model`; with quantize="int8" also OUT/model-int8.onnx, static with the
+    train images of the layout `calibration` (its validation split then measures the mIOU cost), else dynamic."""
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix="seg-export-") as scratch:
+        artifact = load_artifact(open_model(model, scratch), classes_path=classes_path)
+    proto = onnx_model(artifact)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(out_dir / ONNX_FILE, proto.SerializeToString())
+    result = OnnxExportResult(out_dir / ONNX_FILE, artifact.arch.describe())
+    if quantize == "int8":
+        from seg.models.quantize import quantize_int8
+
+        result.int8 = out_dir / INT8_FILE
+        result.quantization = quantize_int8(result.onnx, result.int8, calibration, calibration_images,
+                                            artifact.hp.crop_size)
+    return result

@@ -125,8 +125,7 @@ def feed(manifest, fifo_dir, channel: str, epochs: int, attribute_names: list[st
                 fd = _open_writer(path, timeout)
                 poller = select.poll()
                 poller.register(fd, select.POLLOUT)
-                framed = ordered_map(lambda item: _fetch(item[1], item[0]),
-                                      enumerate(rows, 1), pool, 2 * max(1, workers))
+                framed = ordered_map(lambda row: _fetch(row[1], row[0]), rows, pool, 2 * max(1, workers))
                 try:
                     for chunk in tqdm(framed, total=len(rows), desc=path.name, unit="line",
                                       file=sys.stderr, disable=not progress):

@@ -41,8 +41,9 @@ def attribute_value(obj: dict, name: str, number: int, where: str) -> tuple[bool
     return False, value if isinstance(value, str) else json.dumps(value)
 
 
-def read_manifest(manifest, attribute_names: list[str]) -> list[list[tuple[bool, str]]]:
-    """Every non-blank line's attribute values, in AttributeNames order; raises AugmentedManifestError up front."""
+def read_manifest(manifest, attribute_names: list[str]) -> list[tuple[int, list[tuple[bool, str]]]]:
+    """(line number, attribute values in AttributeNames order) of every non-blank line; raises
+    AugmentedManifestError up front. The number is the file's, so errors found later name the right line."""
     from gt2seg.storage import read_bytes
 
     if not attribute_names:
@@ -55,7 +56,7 @@ def read_manifest(manifest, attribute_names: list[str]) -> list[list[tuple[bool,
     rows = []
     for number, line in jsonl.lines(text):
         obj = parse_line(line, number, where)
-        rows.append([attribute_value(obj, name, number, where) for name in attribute_names])
+        rows.append((number, [attribute_value(obj, name, number, where) for name in attribute_names]))
     if not rows:
         raise AugmentedManifestError(f"{where}: no lines; nothing to stream")
     return rows

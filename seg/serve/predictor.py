@@ -1,10 +1,8 @@
 """Inference on single images with a trained artifact: the one code path shared by `seg predict`,
 `seg evaluate` and the serving endpoint.
 
-Preprocessing is the training normalisation (`seg.data.transforms.normalize`). Large-image policy: the network runs at
-the input size unless the long side exceeds `max_side` (default 1024), in which case the image is scaled
-down to that long side first; the logits are then resized bilinearly back to the input size and only then
-soft-maxed, so memory for the network stays bounded while outputs always match the input's H×W.
+Preprocessing and the large-image policy (scale down to `max_side`, resize the logits back, then soft-max)
+are `seg.serve.sizing`'s, shared with the ONNX Runtime predictor (`seg.serve.onnx_predictor`).
 """
 from __future__ import annotations
 
@@ -13,12 +11,9 @@ import threading
 
 import mxnet as mx
 import numpy as np
-from PIL import Image
 
-from seg.data.transforms import normalize
 from seg.models.artifact import Artifact, load_artifact, open_model
-
-DEFAULT_MAX_SIDE = 1024
+from seg.serve.sizing import DEFAULT_MAX_SIDE, network_input
 
 
 class Predictor:
@@ -45,21 +40,10 @@ class Predictor:
     def num_classes(self) -> int:
         return self.hp.num_classes
 
-    def _check(self, rgb):
-        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-            got = f"{rgb.dtype} array of shape {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
-            raise ValueError(f"expected an H×W×3 uint8 RGB array, got {got}")
-
     def _logits(self, rgb: np.ndarray):
         """(1, C, H, W) logits NDArray at the input's size; the caller holds the lock."""
-        self._check(rgb)
+        logits = self.net(mx.nd.array(network_input(rgb, self.max_side), ctx=self.ctx))
         height, width = rgb.shape[:2]
-        scale = min(1.0, self.max_side / max(height, width))
-        small = rgb
-        if scale < 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            small = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
-        logits = self.net(mx.nd.array(normalize(small)[None], ctx=self.ctx))
         if logits.shape[2:] != (height, width):
             logits = mx.nd.contrib.BilinearResize2D(logits, height=height, width=width)
         return logits

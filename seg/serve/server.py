@@ -33,6 +33,12 @@ class ServeConfig:
     read_timeout: int = 60  # seconds a client has for its header, and between two reads of its body
     proxy: bool = True  # nginx in front; without it a slow client holds a worker
     classes_path: Optional[Path] = None  # classes.json naming the classes of a model that has none
+    runtime: str = "mxnet"  # "onnx": ONNX Runtime serves a file from `seg export --format onnx`, without MXNet
+    device: str = "cpu"  # ONNX Runtime's provider: "cpu", or "gpu" (CUDA; CPU with a warning when absent)
+    strict_device: bool = False  # "gpu" without CUDA fails instead of falling back to the CPU
+
+
+RUNTIMES, DEVICES = ("mxnet", "onnx"), ("cpu", "gpu")
 
 
 def run_server(config: ServeConfig, environ: Mapping[str, str] = os.environ) -> None:
@@ -49,6 +55,7 @@ def run_server(config: ServeConfig, environ: Mapping[str, str] = os.environ) -> 
     if config.workers < 1 or config.max_pixels < 1 or config.read_timeout < 1:
         raise ServeConfigError(f"workers={config.workers}, max_pixels={config.max_pixels}, "
                                f"read_timeout={config.read_timeout}: each must be at least 1")
+    _check_runtime(config, model_dir)
     import gunicorn  # noqa: F401  (here, so a missing `cpu` extra is named before any child starts)
 
     parameters = execution_parameters(environ, config.workers)
@@ -61,12 +68,37 @@ def run_server(config: ServeConfig, environ: Mapping[str, str] = os.environ) -> 
 
     try:
         run_workers(model_dir, f"{config.host}:{config.port}", config.workers, config.max_pixels, config.timeout,
-                    graceful_timeout=STOP_BUDGET, classes_path=_str(config.classes_path))
+                    graceful_timeout=STOP_BUDGET, classes_path=_str(config.classes_path), **_runtime(config))
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise ServeConfigError(f"the server stopped (gunicorn exit {exc.code}): the workers could not load "
                                    f"the model in {model_dir} or bind {config.host}:{config.port}; "
                                    f"see the log above") from None
+
+
+def _check_runtime(config: ServeConfig, model_dir: str) -> None:
+    """Runtime and device settings that go together; for ONNX, a readable seg ONNX file (checked once, here,
+    so a foreign file gets one clear error instead of every worker failing)."""
+    if config.runtime not in RUNTIMES or config.device not in DEVICES:
+        raise ServeConfigError(f"runtime={config.runtime!r}, device={config.device!r}: use runtime mxnet or onnx, "
+                               "device cpu or gpu")
+    if config.runtime == "mxnet":
+        if config.device != "cpu" or config.strict_device:
+            raise ServeConfigError(f"device={config.device} applies to runtime=onnx; with MXNet each worker takes "
+                                   "a GPU when MXNet sees one")
+        return
+    if model_dir.startswith("s3://"):
+        raise ServeConfigError(f"runtime=onnx serves a local .onnx file or folder, not {model_dir}; download it "
+                               "first (SageMaker extracts model.tar.gz into /opt/ml/model)")
+    from seg.serve.onnx_predictor import check_onnx_model, providers
+
+    check_onnx_model(model_dir)
+    if config.strict_device:
+        providers(config.device, strict=True)
+
+
+def _runtime(config: ServeConfig) -> dict:
+    return {"runtime": config.runtime, "device": config.device, "strict_device": config.strict_device}
 
 
 def _str(path) -> Optional[str]:
@@ -89,7 +121,7 @@ def _run_behind_nginx(config: ServeConfig, model_dir: str, max_body_bytes: int) 
         settings = {"model_dir": str(model_dir), "bind": f"unix:{socket}", "workers": config.workers,
                     "max_pixels": config.max_pixels, "timeout": config.timeout, "graceful_timeout": 5,
                     "ready_file": str(ready), "classes_path": _str(config.classes_path),
-                    "log_level": logging.getLogger().getEffectiveLevel()}
+                    "log_level": logging.getLogger().getEffectiveLevel(), **_runtime(config)}
         supervisor = Supervisor()
         try:
             supervisor.start(Child("gunicorn", [sys.executable, "-m", "seg.serve.workers", json.dumps(settings)]))

@@ -131,6 +131,19 @@ def test_missing_object_fails_both_feeder_and_reader(tmp_path, fifo_dir):
     assert list(fifo_dir.iterdir()) == []
 
 
+def test_missing_object_after_blank_lines_names_the_files_line_number(tmp_path, fifo_dir):
+    manifest = _manifest(tmp_path, [(b"a", b"b"), (b"c", b"d")])
+    first, second = manifest.read_text().splitlines()
+    manifest.write_text(f"{first}\n\n\n{second}\n")
+    (tmp_path / "img1.bin").unlink()
+    feeder = _feeder(manifest, fifo_dir)
+    with pytest.raises(PipeError, match="the feeder aborted the stream at record 2"):
+        list(iter_pairs(fifo_dir, "train", 0, wait_timeout=30))
+    _, err = feeder.communicate(timeout=60)
+    assert feeder.returncode == 1
+    assert "manifest line 4:" in err and "img1.bin does not exist" in err
+
+
 def test_terminated_feeder_removes_its_fifo(tmp_path, fifo_dir):
     feeder = _feeder(_manifest(tmp_path, [(b"a", b"b")]), fifo_dir)
     fifo = pipe_path(fifo_dir, "train", 0)

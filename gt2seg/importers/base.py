@@ -1,0 +1,162 @@
+"""What every importer shares: the files of SRC, list-file rows, format options, and the Job it hands to convert.
+
+An importer reads a public dataset's own layout (list files, folders) into a `gt2seg.convert.Job`: records
+whose refs are relative to SRC and whose colour map sends each mask value (or colour) to a class name, a fixed
+class table, and the dataset's official sides when asked. Everything after that (decode, remap, names, split,
+placement, cache, report) is `convert_job`'s, so an imported layout is exactly a converted one.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from gt2seg import storage
+from gt2seg.classes import ClassTable
+from gt2seg.errors import MissingObjectError, SourceError
+from gt2seg.manifest import SEG_TYPE, Attribute, ColorEntry, Manifest, Record, Skipped
+
+if TYPE_CHECKING:
+    from gt2seg.convert import Job
+
+RESOURCE_FORK = "._"  # macOS AppleDouble files that archives made on a Mac carry next to each file
+
+
+@dataclass(frozen=True)
+class Param:
+    """One format option: `--name VALUE` on `gt2seg import FORMAT` and `gt2seg inspect`."""
+
+    name: str  # keyword name; the option is --name with '_' -> '-'
+    help: str
+    default: str | None = None
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Source:
+    """The files under SRC (a local folder or an s3:// prefix), listed once, as relative POSIX paths."""
+
+    root: str
+    files: frozenset[str]
+
+    def under(self, folder: str) -> list[str]:
+        """Files below `folder` (any depth), sorted."""
+        prefix = folder.strip("/") + "/" if folder.strip("/") else ""
+        return sorted(f for f in self.files if f.startswith(prefix))
+
+    def has_folder(self, folder: str) -> bool:
+        return bool(self.under(folder))
+
+    def read_text(self, relative: str, expected: str) -> str:
+        """A list or table file; missing, it is a SourceError naming it and the layout `expected`."""
+        if relative not in self.files:
+            raise SourceError(f"{storage.join(self.root, relative)} does not exist; expected {expected}")
+        try:
+            data = storage.read_bytes(storage.join(self.root, relative))
+        except MissingObjectError:
+            raise SourceError(f"{storage.join(self.root, relative)} does not exist; expected {expected}") from None
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise SourceError(f"{storage.join(self.root, relative)} is not UTF-8 text (byte {exc.start})") from None
+
+
+def list_source(root: str) -> Source:
+    """Every file under `root`. Links are listed, not followed: reading one that leads outside SRC is refused
+    when the item is converted (gt2seg.storage.join)."""
+    root = str(root)
+    if storage.is_s3(root):
+        prefix = storage.folder_key(root).key
+        files = frozenset(o.key[len(prefix):] for o in storage.list_objects(root) if not o.key.endswith("/"))
+        if not files:
+            raise SourceError(f"{root} holds no objects; expected a dataset folder")
+        return Source(root.rstrip("/") + "/", files)
+    base = Path(root)
+    if not base.is_dir():
+        raise SourceError(f"{root} is not a folder; expected a dataset folder")
+    files = set()
+    for folder, _, names in os.walk(base):
+        rel = os.path.relpath(folder, base)
+        files.update(posixpath.normpath(posixpath.join(rel.replace(os.sep, "/"), n)) for n in names)
+    return Source(str(base.resolve()), frozenset(files))
+
+
+def stem(path: str) -> str:
+    name = posixpath.basename(path)
+    return name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+
+
+def is_resource_fork(path: str) -> bool:
+    return posixpath.basename(path).startswith(RESOURCE_FORK)
+
+
+def list_rows(source: Source, relative: str, expected: str) -> list[tuple[int, list[str]]]:
+    """(line number, whitespace-separated fields) of a list file; blank and '#' lines are left out."""
+    rows = []
+    for number, line in enumerate(source.read_text(relative, expected).splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            rows.append((number, line.split()))
+    return rows
+
+
+@dataclass
+class Items:
+    """What an importer collects while reading: records, skips and official sides, in one place."""
+
+    format: str
+    records: list[Record] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    sides: dict[int, str] = field(default_factory=dict)
+    _maps: dict = field(default_factory=dict)
+
+    @property
+    def attribute(self) -> str:
+        return f"{self.format}-ref"
+
+    def add(self, line: int, image: str, mask: str, color_map: tuple[ColorEntry, ...], side: str | None = None):
+        self.records.append(Record(line, image, self.attribute, mask, self._maps.setdefault(color_map, color_map)))
+        if side is not None:
+            self.sides[line] = side
+
+    def skip(self, line: int, reason: str, detail: str) -> None:
+        self.skipped.append(Skipped(line, reason, detail))
+
+    def job(self, source: Source, table: ClassTable, official: bool) -> "Job":
+        from gt2seg.convert import Job
+
+        if not self.records:
+            reasons = sorted({s.reason for s in self.skipped})
+            raise SourceError(f"{source.root}: no item to import (skipped: {', '.join(reasons) or 'none found'})")
+        manifest = Manifest(source.root, len(self.records) + len(self.skipped), self.records, self.skipped,
+                            {self.attribute: Attribute(self.attribute, SEG_TYPE, len(self.records))},
+                            [self.attribute])
+        return Job(manifest, table, (source.root,), dict(self.sides) if official else None, source.root)
+
+
+@dataclass(frozen=True)
+class Importer:
+    """A format: its options, how to read SRC into a Job, and how to recognise SRC (for `inspect`)."""
+
+    name: str
+    help: str
+    params: tuple[Param, ...]
+    read: Callable[[Source, dict], "Job"]
+    detect: Callable[[Source], bool]
+
+    def settings(self, given: dict) -> dict:
+        """Every option's value: given (None = not given) or its default; choices checked."""
+        out = {}
+        for p in self.params:
+            value = given.get(p.name)
+            value = p.default if value is None else value
+            if p.choices and value not in p.choices:
+                raise SourceError(f"{p.flag} must be one of {', '.join(p.choices)}, got {value!r}")
+            out[p.name] = value
+        return out
