@@ -1,11 +1,11 @@
 """Map and reduce: `convert --shard I/N` converts, `merge` writes the layout one `convert` would write."""
+import hashlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -15,6 +15,7 @@ from gt2seg.errors import ShardError
 from gt2seg.manifest import read_manifest
 from gt2seg.merge import merge_shards
 from gtjob import standard_job, tree
+from reliability import Fifo
 
 GT2SEG = [sys.executable, "-m", "gt2seg.cli"]
 PREFIX = "s3://bucket/layout/"  # so manifests do not name the output folder, and bytes compare as they are
@@ -145,25 +146,26 @@ def test_a_shard_whose_items_changed_after_it_finished_is_refused(tmp_path):
 
 
 def test_a_killed_shard_is_missing_until_rerun_and_then_resumes(tmp_path):
-    job = standard_job(tmp_path / "job", n=60)
-    manifest = job.write()
+    manifest = standard_job(tmp_path / "job", n=40).write()
+    ours = [f"img{i:02d}" for i in range(40) if int(hashlib.sha1(f"img{i:02d}".encode()).hexdigest(), 16) % 2 == 0]
+    fifo = Fifo(tmp_path / "job" / "images" / f"{ours[6]}.jpg")  # the run blocks on shard 0's 7th item
     out, items = tmp_path / "shard0", tmp_path / "shard0" / ".gt2seg" / "items"
-    proc = subprocess.Popen([*GT2SEG, "convert", manifest, out, "--shard", "0/2", "--workers", "1",
-                             "--prefetch", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and len(list(items.glob("*.json"))) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    if proc.returncode == -signal.SIGKILL:
-        run(manifest, tmp_path / "shard1", shard=(1, 2))
-        with pytest.raises(ShardError, match="shard\\(s\\) 0/2 missing"):
-            merge_shards([out, tmp_path / "shard1"], tmp_path / "merged")
-    before = len(list(items.glob("*.json")))
+    proc = subprocess.Popen([*GT2SEG, "convert", manifest, out, "--shard", "0/2", "--workers", "1", "--prefetch", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        fifo.wait_for_reader(proc)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    fifo.restore()
+    assert proc.returncode == -signal.SIGKILL and not (out / ".gt2seg" / "shard-0-of-2.json").exists()
+    run(manifest, tmp_path / "shard1", shard=(1, 2))
+    with pytest.raises(ShardError, match="shard\\(s\\) 0/2 missing"):
+        merge_shards([out, tmp_path / "shard1"], tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
+    finished = len(list(items.glob("*.json")))
     report = run(manifest, out, shard=(0, 2))
-    assert report.resumed >= before >= 1
-    if not (tmp_path / "shard1").exists():
-        run(manifest, tmp_path / "shard1", shard=(1, 2))
+    assert finished >= 5 and report.resumed == finished and report.items == len(ours)
     merge_shards([out, tmp_path / "shard1"], tmp_path / "merged")
     run(manifest, tmp_path / "whole")
     assert report_json(tmp_path / "merged")["pixels_per_class"] == report_json(tmp_path / "whole")["pixels_per_class"]
