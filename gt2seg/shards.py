@@ -128,7 +128,8 @@ def complete_set(folders) -> list[ShardRecord]:
         where = f"shard {record.label} in {record.folder}"
         if record.shard[1] != first.shard[1]:
             raise ShardError(f"{where} is one of {record.shard[1]} shards, but shard {first.label} in "
-                             f"{first.folder} is one of {first.shard[1]}: give the shards of one run")
+                             f"{first.folder} is one of {first.shard[1]}: give the shards of one run (a folder that holds "
+                             f"another run's shards too: remove its {layout.CACHE}/shard-*-of-N.json of the other N)")
         if record.job != first.job or record.manifest != first.manifest:
             raise ShardError(f"{where} was converted from another manifest or class table ({record.manifest}) "
                              f"than shard {first.label} in {first.folder} ({first.manifest})")
