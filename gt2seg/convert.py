@@ -203,14 +203,14 @@ def _convert_item(task: _Task, image_read, mask_read):
         return ("missing", task.line, str(exc))
     except (ItemError, StorageError) as exc:
         return ("error", task.line, getattr(exc, "detail", str(exc)))
-    counts = decoded.image.histogram()
+    counts = decoded.counts
     cache = Path(task.cache)
     layout.atomic_write(cache / f"{task.name}.jpg", image.data)
     layout.atomic_write(cache / f"{task.name}.png", encode_mask(decoded.image, task.palette))
     result = ItemResult(
         name=task.name, line=task.line, fingerprint=task.fingerprint, image_ext=".jpg",
         sha256=hashlib.sha256(image_bytes).hexdigest(),
-        pixels=counts[: task.num_classes], ignore_pixels=counts[IGNORE],
+        pixels=list(counts[: task.num_classes]), ignore_pixels=counts[IGNORE],
         route=decoded.route, expanded=decoded.expanded, resized=decoded.resized,
         reencoded=image.reencoded, exif_rotated=image.exif_rotated,
         transparent_pixels=decoded.transparent_pixels, unknown_pixels=decoded.unknown_pixels,

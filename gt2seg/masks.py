@@ -63,6 +63,7 @@ class DecodedMask:
     resized: bool
     transparent_pixels: int
     unknown_pixels: int
+    counts: tuple[int, ...]  # pixels per value 0..255 of `image`, known from the decode (no second pass)
 
     @property
     def array(self) -> np.ndarray:
@@ -142,6 +143,15 @@ def _index_lut(entries) -> list:
     return lut
 
 
+def _mapped(pairs) -> tuple[int, ...]:
+    """Pixels per output value, from (input count, output value) pairs: what histogram() of the mapped
+    image would say, without reading its pixels again."""
+    out = [0] * 256
+    for n, value in pairs:
+        out[value or 0] += n
+    return tuple(out)
+
+
 def _apply(img: Image.Image, lut: list, used) -> Image.Image:
     """Map an 8-bit single-channel image through lut (skipped when it is the identity)."""
     if all(lut[u] == u for u in used):
@@ -173,14 +183,16 @@ def _decode_palette(img, entries, policy, line, ref):
             for value, target in _resolve_unknown(missing, entries, policy, line, ref, "value").items():
                 lut[value] = target
         transparent = sum(counts[u] for u in used if alpha[u] < policy.alpha_threshold)
-        return _apply(img, lut, used), "index", transparent, sum(n for _, n in missing)
+        return (_apply(img, lut, used), "index", transparent, sum(n for _, n in missing),
+                _mapped([(counts[u], lut[u]) for u in used]))
 
     targets, transparent, unknown = _classify([(counts[u], packed[u], alpha[u]) for u in used],
                                               entries, policy, line, ref)
     lut = [None] * 256
     for u, target in zip(used, targets):
         lut[u] = target
-    return _apply(img, lut, used), "palette-colour", transparent, unknown
+    return (_apply(img, lut, used), "palette-colour", transparent, unknown,
+            _mapped([(counts[u], lut[u]) for u in used]))
 
 
 def _decode_gray(img, entries, policy, line, ref):
@@ -196,7 +208,8 @@ def _decode_gray(img, entries, policy, line, ref):
     if missing:
         for value, target in _resolve_unknown(missing, entries, policy, line, ref, "value").items():
             lut[value] = target
-    return _apply(img, lut, used), "index", 0, sum(n for _, n in missing)
+    return (_apply(img, lut, used), "index", 0, sum(n for _, n in missing),
+            _mapped([(counts[u], lut[u]) for u in used]))
 
 
 def _decode_colour(img, entries, policy, line, ref):
@@ -212,7 +225,8 @@ def _decode_colour(img, entries, policy, line, ref):
                 lut = [0] * 256
                 for value, target in zip(values, targets):
                     lut[value] = target
-                return src.getchannel(band).point(lut), "colour", transparent, unknown
+                return (src.getchannel(band).point(lut), "colour", transparent, unknown,
+                        _mapped([(n, t) for (n, _), t in zip(found, targets)]))
     # Many colours, or none of the channels separates them: classify the distinct packed values.
     arr = np.asarray(src).astype(np.uint32)
     keys = arr[..., 0] << 16 | arr[..., 1] << 8 | arr[..., 2]
@@ -222,19 +236,20 @@ def _decode_colour(img, entries, policy, line, ref):
     colours = [(int(n), int(k) & 0xFFFFFF, int(k) >> 24 if has_alpha else 255) for k, n in zip(uniq, counts)]
     targets, transparent, unknown = _classify(colours, entries, policy, line, ref)
     out = np.asarray(targets, dtype=np.uint8)[inverse].reshape(keys.shape)
-    return Image.fromarray(out, "L"), "colour", transparent, unknown
+    return (Image.fromarray(out, "L"), "colour", transparent, unknown,
+            _mapped([(int(n), t) for n, t in zip(counts, targets)]))
 
 
 def decode_mask(data: bytes, entries, policy: MaskPolicy, image_size, *, line: int, ref: str) -> DecodedMask:
     """Global-index mask at the image's size (see the module docstring for the routes)."""
     img = load(open_image(data, line=line, ref=ref, what="mask"), line=line, ref=ref, what="mask")
     if img.mode == "P":
-        out, route, transparent, unknown = _decode_palette(img, entries, policy, line, ref)
+        out, route, transparent, unknown, counts = _decode_palette(img, entries, policy, line, ref)
     elif img.mode in ("I", "I;16", "1") or (img.mode == "L" and (
             not all(e.color is not None for e in entries) or _fits_keys(img, entries))):
-        out, route, transparent, unknown = _decode_gray(img, entries, policy, line, ref)
+        out, route, transparent, unknown, counts = _decode_gray(img, entries, policy, line, ref)
     else:
-        out, route, transparent, unknown = _decode_colour(img, entries, policy, line, ref)
+        out, route, transparent, unknown, counts = _decode_colour(img, entries, policy, line, ref)
 
     expanded = resized = False
     width, height = image_size
@@ -242,15 +257,17 @@ def decode_mask(data: bytes, entries, policy: MaskPolicy, image_size, *, line: i
         extrema = out.getextrema()
         if extrema[0] == extrema[1]:
             out, expanded = Image.new("L", (width, height), extrema[0]), True
+            counts = _mapped([(width * height, extrema[0])])
         elif policy.resize:
             out, resized = out.resize((width, height), Image.NEAREST), True
+            counts = tuple(out.histogram())
         else:
             raise ItemError(
                 line,
                 f"mask {ref} is {out.size[0]}x{out.size[1]} but its image is {width}x{height}; "
                 "pass --resize-masks to resize masks (nearest neighbour)",
             )
-    return DecodedMask(out, route, expanded, resized, transparent, unknown)
+    return DecodedMask(out, route, expanded, resized, transparent, unknown, counts)
 
 
 def _fits_keys(img, entries) -> bool:

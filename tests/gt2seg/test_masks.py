@@ -211,3 +211,27 @@ def test_truncated_jpeg_is_reported_even_after_gluoncv_relaxed_pillow():
             prepare_image(data[: len(data) // 2], line=3, ref="a.jpg")
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def _gray(indices):
+    data = io.BytesIO()
+    Image.fromarray(indices, "L").save(data, format="PNG")
+    return data.getvalue()
+
+
+@pytest.mark.parametrize("data, size, policy", [
+    (palette_png(blocks()), (32, 24), STRICT),  # index
+    (palette_png(blocks(), palette=[255, 255, 255, 0x1F, 0x77, 0xB4, 0x2C, 0xA0, 0x2C] + [7] * 759), (32, 24),
+     STRICT),  # palette-colour
+    (color_png(blocks(), {0: "#ffffff", 1: "#2ca02c", 2: "#1f77b4"}), (32, 24), STRICT),  # colour, one channel
+    (color_png(blocks(), {0: "#ffffff", 1: "#2ca02c", 2: "#1f77b4"}, alpha=np.full((24, 32), 40, np.uint8)),
+     (32, 24), STRICT),  # colour with alpha: all transparent
+    (_gray(blocks()), (32, 24), STRICT),  # grayscale index
+    (color_png(np.zeros((16, 16), np.uint8), {0: "#ffffff"}), (64, 48), STRICT),  # expanded
+    (palette_png(blocks()), (64, 48), MaskPolicy(resize=True)),  # resized
+    (color_png(np.array([[0, 1], [2, 2]], np.uint8), {0: "#ffffff", 1: "#123456", 2: "#1f77b4"}), (2, 2),
+     MaskPolicy(unknown="ignore")),  # an unknown colour set to ignore (255)
+])
+def test_the_counts_a_decode_reports_are_the_histogram_of_its_mask(data, size, policy):
+    out = decode(data, size=size, policy=policy)
+    assert out.counts == tuple(out.image.histogram())
