@@ -58,15 +58,8 @@ $(BENCH_VENV)/.installed:
 bench-convert: venv $(BENCH_VENV)/.installed ## gt2seg convert vs bare Pillow, 1 vs all workers, S3 latency, tree memory, vs pyspng bound and Datumaro
 	$(PY) benchmarks/bench_convert.py --bench-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
 
-DATUMARO_VENV   := .venv-datumaro
-DATUMARO_PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
-$(DATUMARO_VENV)/.installed:
-	test -x $(DATUMARO_VENV)/bin/python || $(DATUMARO_PYTHON) -m venv $(DATUMARO_VENV)
-	$(DATUMARO_VENV)/bin/pip install -q datumaro
-	touch $@
-
-bench-import: venv $(DATUMARO_VENV)/.installed ## gt2seg import pets vs bare decode+encode; import voc vs Datumaro (own venv)
-	$(PY) benchmarks/bench_import.py --datumaro $(DATUMARO_VENV)/bin/python $(BENCH_ARGS)
+bench-import: venv $(BENCH_VENV)/.installed ## gt2seg import pets vs bare decode+encode; import voc vs Datumaro (.venv-bench)
+	$(PY) benchmarks/bench_import.py --datumaro $(BENCH_VENV)/bin/python $(BENCH_ARGS)
 
 bench-reliability: venv ## gt2seg convert: bad inputs -> one-line errors, kill -9 points -> identical re-runs
 	$(PY) benchmarks/reliability_gt2seg.py $(BENCH_ARGS)

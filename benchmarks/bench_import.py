@@ -11,7 +11,7 @@
     `voc_segmentation` export: SegmentationClass PNGs + images). Target d/c >= 5, run side by side.
 Trees live in bench-out/ and are reused; outputs are deleted after timing.
 
-    python benchmarks/bench_import.py --datumaro .venv-datumaro/bin/python
+    python benchmarks/bench_import.py --datumaro .venv-bench/bin/python
     python benchmarks/bench_import.py --n 200 --json
 """
 from __future__ import annotations
@@ -32,16 +32,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_convert import bare_decode_encode  # noqa: E402
+from bench_convert_scale import DATUMARO  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 W, H = 500, 375
 TARGET_OVERHEAD, TARGET_DATUMARO = 1.3, 5.0
-DATUMARO_SCRIPT = """
-import sys, datumaro as dm
-dataset = dm.Dataset.import_from(sys.argv[1], "voc_segmentation")
-dataset.export(sys.argv[2], "voc_segmentation", save_media=True)
-print(len(dataset))
-"""
 
 
 @dataclass
@@ -147,7 +142,7 @@ def gt2seg_import(gt2seg: str, fmt: str, src: Path, out: Path, logs: Path) -> Ti
 
 def datumaro(python: str, src: Path, out: Path, logs: Path) -> Timed:
     shutil.rmtree(out, ignore_errors=True)
-    result = timed([python, "-c", DATUMARO_SCRIPT, str(src / "VOCdevkit" / "VOC2012"), str(out)], logs)
+    result = timed([python, "-c", DATUMARO, str(src / "VOCdevkit" / "VOC2012"), str(out)], logs)
     shutil.rmtree(out)
     return result
 
