@@ -86,10 +86,10 @@ def measure(fp32_path: Path, int8_path: Path, layout, report: QuantizationReport
     """FP32 and INT8 validation mIOU of `layout`, and the share of pixels where their masks agree."""
     fp32_masks = []
     fp32 = evaluate_layout(OnnxPredictor.load(fp32_path), layout,
-                           on_image=lambda pair, rgb, mask, prediction: fp32_masks.append(prediction))
+                           on_image=lambda pair, rgb, mask, prediction, confusion: fp32_masks.append(prediction))
     agreement = []  # (pixels equal to the FP32 mask, pixels) per image, in the same order
     int8 = evaluate_layout(OnnxPredictor.load(int8_path), layout,
-                           on_image=lambda pair, rgb, mask, prediction: agreement.append(
+                           on_image=lambda pair, rgb, mask, prediction, confusion: agreement.append(
                                (np.count_nonzero(prediction == fp32_masks[len(agreement)]), prediction.size)))
     report.validation_images = len(fp32_masks)
     report.fp32_miou, report.int8_miou = fp32.miou, int8.miou
