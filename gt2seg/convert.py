@@ -287,10 +287,14 @@ def _run(tasks, count: int, options: ConvertOptions):
                 bar.update()
             return
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        size = max(1, min(64, count // (options.workers * 4)))
+        context = multiprocessing.get_context(method)
+        if method == "forkserver":  # workers fork with gt2seg already imported (a no-op once the server runs)
+            context.set_forkserver_preload([__name__])
+        # Small chunks: the last ones decide when the pool is done, so they bound the idle tail.
+        size = max(1, min(16, count // (options.workers * 8)))
         aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
         convert_chunk = partial(_convert_chunk, prefetch=options.prefetch)
-        with ProcessPoolExecutor(options.workers, multiprocessing.get_context(method), _init_pool_worker,
+        with ProcessPoolExecutor(options.workers, context, _init_pool_worker,
                                  (options.max_pixels, aws)) as pool:
             for chunk in iter(lambda: list(islice(tasks, size)), []):
                 window.append(pool.submit(convert_chunk, chunk))

@@ -49,6 +49,20 @@ def lines(text: str) -> Iterator[tuple[int, str]]:
         number, start = number + 1, end + 1
 
 
+def file_lines(path, where: str | None = None) -> Iterator[tuple[int, str]]:
+    """`lines` of a local file, read as it is walked: a large manifest is never held whole in memory.
+    A binary file splits only at b"\\n", as JSON Lines does; a leading UTF-8 BOM is dropped."""
+    with open(path, "rb") as stream:
+        for number, raw in enumerate(stream, 1):
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\n")
+            except UnicodeDecodeError as exc:
+                raise JsonLineError(number, f"{where or path} is not UTF-8 text (byte {exc.start} of the line); "
+                                            "is it a manifest?") from None
+            if text.strip():
+                yield number, text
+
+
 def parse_object(raw: str, number: int) -> dict:
     """The JSON object on line `number`; raises JsonLineError saying what is wrong with it."""
     try:

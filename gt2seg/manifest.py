@@ -167,14 +167,17 @@ def _objects(lines, problems: list[str] | None):
 
 
 def parse_manifest(text: str, uri: str = "<manifest>", label_attributes: tuple[str, ...] = ()) -> Manifest:
-    """Parse manifest text. Problems are collected, not raised (see read_manifest).
+    """Parse manifest text. Problems are collected, not raised (see read_manifest)."""
+    return _parse(lambda: jsonl.lines(text), uri, label_attributes)
 
-    Two passes over the lines (attribute statistics, then records) so that no
-    parsed line outlives its turn: memory stays flat for large jobs.
+
+def _parse(lines, uri: str, label_attributes: tuple[str, ...]) -> Manifest:
+    """`lines()` gives a fresh iterator of (number, line) for each of the two passes (attribute
+    statistics, then records), so that no parsed line outlives its turn: memory stays flat for large jobs.
     """
     problems: list[str] = []
     attributes: dict[str, Attribute] = {}
-    for _, obj in _objects(jsonl.lines(text), problems):
+    for _, obj in _objects(lines(), problems):
         for name, (label_key, meta) in _attributes_of(obj).items():
             attr = attributes.setdefault(name, Attribute(name, "unknown"))
             if attr.type == "unknown" and "type" in meta:  # failed lines may lack a type
@@ -182,7 +185,7 @@ def parse_manifest(text: str, uri: str = "<manifest>", label_attributes: tuple[s
             attr.lines += 1
             attr.failed += bool(label_key is None or "failure-reason" in meta)
 
-    manifest = Manifest(uri, sum(1 for _ in jsonl.lines(text)), [], [], attributes, [], problems)
+    manifest = Manifest(uri, sum(1 for _ in lines()), [], [], attributes, [], problems)
     if not attributes and manifest.lines == len(problems):
         return manifest
     try:
@@ -192,7 +195,7 @@ def parse_manifest(text: str, uri: str = "<manifest>", label_attributes: tuple[s
         return manifest
 
     color_maps: dict = {}  # identical colour maps share one tuple
-    for number, obj in _objects(jsonl.lines(text), None):
+    for number, obj in _objects(lines(), None):
         found = _attributes_of(obj)
         candidates = [(name, *found[name]) for name in manifest.chosen if name in found]
         usable = [(n, k, m) for n, k, m in candidates if k is not None and "failure-reason" not in m]
@@ -223,13 +226,18 @@ def parse_manifest(text: str, uri: str = "<manifest>", label_attributes: tuple[s
 
 def read_manifest(uri: str, label_attributes: tuple[str, ...] = (), strict: bool = True) -> Manifest:
     """Read a manifest from a path or s3:// URI. strict: raise on any problem."""
-    data = storage.read_bytes(uri)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"{uri} is not UTF-8 text (byte {exc.start}); is it a manifest?") from None
-    del data  # the text is all that is needed: a large job's manifest is not held twice
-    manifest = parse_manifest(text, str(uri), tuple(label_attributes))
+    uri = str(uri)
+    if storage.is_s3(uri):
+        data = storage.read_bytes(uri)
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ManifestError(f"{uri} is not UTF-8 text (byte {exc.start}); is it a manifest?") from None
+        del data  # the text is all that is needed: an S3 manifest is not held twice
+        manifest = parse_manifest(text, uri, tuple(label_attributes))
+    else:  # a local manifest is streamed, twice: memory does not grow with its length
+        with storage.local_errors(uri):
+            manifest = _parse(lambda: jsonl.file_lines(uri), uri, tuple(label_attributes))
     if strict:
         if manifest.problems:
             raise ManifestError(f"{uri}: " + "\n  ".join(manifest.problems))

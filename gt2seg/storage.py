@@ -13,6 +13,7 @@ connection per thread.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import posixpath
@@ -184,8 +185,15 @@ def read_bytes(uri, client=None) -> bytes:
     uri = str(uri)
     if is_s3(uri):
         return _get(uri, client or s3_client())
-    try:
+    with local_errors(uri):
         return Path(uri).read_bytes()
+
+
+@contextlib.contextmanager
+def local_errors(uri):
+    """Reading the local file `uri` inside the block: its failures said as for an S3 object."""
+    try:
+        yield
     except FileNotFoundError:
         raise MissingObjectError(f"{uri} does not exist") from None
     except IsADirectoryError:
@@ -307,6 +315,12 @@ def parent(uri: str) -> str:
     return str(Path(uri).resolve().parent)
 
 
+@functools.lru_cache(maxsize=64)
+def _real_root(root: str) -> str:
+    """A root's real path, found once per run: every ref of a job resolves under the same one or two."""
+    return os.path.realpath(root)
+
+
 def join(base: str, relative: str) -> str:
     """`relative` resolved under `base`; raises StorageError if it escapes `base`."""
     if is_s3(base):
@@ -321,7 +335,7 @@ def join(base: str, relative: str) -> str:
     joined = os.path.normpath(os.path.join(root, relative))
     if os.path.commonpath([root, joined]) != root:
         raise StorageError(f"{relative!r} points outside {base}")
-    real_root, real = os.path.realpath(root), os.path.realpath(joined)
+    real_root, real = _real_root(root), os.path.realpath(joined)
     if os.path.commonpath([real_root, real]) != real_root:
         raise StorageError(f"{relative!r} leads outside {base} through a symbolic link (to {real}); "
                            "only files under the folder are read: map the link's target with its own "

@@ -167,6 +167,24 @@ def test_unicode_line_separators_inside_strings_do_not_split_a_line():
     assert [r.source_ref for r in m.records] == [f"s3://b/{n}.jpg" for n in names]
 
 
+def test_a_local_manifest_streamed_from_disk_reads_as_its_text_does(tmp_path):
+    names = ["a\u2028b", "c\u2029d", "e\u0085f\r", "g"]
+    lines = [seg_line(source=f"s3://b/{n}.jpg", ensure_ascii=False) for n in names]
+    text = "\ufeff" + lines[0] + "\r\n\n  \n" + "\n".join(lines[1:]) + "\n{oops\n"
+    path = tmp_path / "m.manifest"
+    path.write_bytes(text.encode("utf-8"))
+    streamed, whole = read_manifest(str(path), strict=False), parse_manifest(text.lstrip("\ufeff"), str(path))
+    assert streamed == whole and len(streamed.records) == 4 and streamed.lines == 5
+    assert streamed.problems == ["line 7: not valid JSON (Expecting property name enclosed in double quotes at column 2)"]
+
+
+def test_a_local_manifest_that_is_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "m.manifest"
+    path.write_bytes(seg_line().encode() + b"\n" + b'{"source-ref": "\xff"}\n')
+    with pytest.raises(ManifestError, match=r"line 2: .*m.manifest is not UTF-8 text"):
+        read_manifest(str(path))
+
+
 def test_crlf_line_ends_are_accepted_and_lines_counted_by_newline():
     assert [n for n, _ in jsonl.lines("{}\r\n\r\n{}\r\n")] == [1, 3]
 
