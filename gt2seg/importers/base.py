@@ -79,6 +79,8 @@ def list_source(root: str) -> Source:
             raise SourceError(f"{root} holds no objects; expected a dataset folder")
         return Source(root.rstrip("/") + "/", files)
     base = Path(root)
+    if not base.exists():
+        raise SourceError(f"{root} does not exist; expected a dataset folder (or a manifest file)")
     if not base.is_dir():
         raise SourceError(f"{root} is not a folder; expected a dataset folder")
     files = set()
