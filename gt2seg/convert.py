@@ -36,7 +36,9 @@ from gt2seg.shards import ItemResult, ShardRecord, results_name, write_record, w
 
 FORMAT_VERSION = 1
 # What the layout does not depend on: left out of the options a shard record compares.
-_RUN_OPTIONS = ("workers", "shard", "progress", "prefetch")
+# What only says how or where this run works, not what the layout holds: shards may differ in these
+# (ref_roots: each machine mounts the job's files where it can).
+_RUN_OPTIONS = ("workers", "shard", "progress", "prefetch", "ref_roots")
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class ShardReport:
     skipped_by_reason: dict[str, int]
     resumed: int = 0
 
-    def to_dict(self, run_fields: bool = True) -> dict:
+    def to_dict(self) -> dict:
         return asdict(self)
 
 
@@ -226,9 +228,15 @@ def _fetcher(prefetch: int) -> storage.Fetcher:
     """This process's read-ahead pool: two reads (image, mask) per item ahead."""
     key = (os.getpid(), prefetch)
     if key not in _fetchers:
-        _fetchers.clear()
+        _close_fetchers()
         _fetchers[key] = storage.Fetcher(2 * prefetch)
     return _fetchers[key]
+
+
+def _close_fetchers() -> None:
+    for fetcher in _fetchers.values():
+        fetcher.close()
+    _fetchers.clear()
 
 
 def _convert_stream(tasks, prefetch: int):
@@ -309,6 +317,7 @@ def _run(tasks, count: int, options: ConvertOptions):
     finally:
         for future in window:
             future.cancel()
+        _close_fetchers()  # the one-process path's read threads end with the run
         bar.close()
 
 
@@ -320,7 +329,7 @@ def _attribute_key(manifest: Manifest) -> str:
 def _job_identity(job: Job) -> str:
     """A hash of everything about the job the layout depends on, so shards of different jobs never merge."""
     manifest, digest = job.manifest, hashlib.sha256()
-    digest.update(json.dumps([manifest.uri, manifest.lines, manifest.chosen, job.table.to_json(),
+    digest.update(json.dumps([storage.canonical(manifest.uri), manifest.lines, manifest.chosen, job.table.to_json(),
                               [asdict(s) for s in manifest.skipped]]).encode())
     for r in manifest.records:
         digest.update(json.dumps([r.line, r.source_ref, r.attribute, r.mask_ref,
@@ -370,9 +379,12 @@ def _map(job: Job, out: Path, options: ConvertOptions) -> tuple[ShardRecord, int
     palette, cache = table.palette(), layout.cache_dir(out)
     entries_by_map: dict = {}  # lines with the same colour map share their entries and settings
 
+    def refs(record: Record) -> tuple[str, str]:
+        return (resolve_ref(record.source_ref, manifest.uri, options.ref_roots, job.root),
+                resolve_ref(record.mask_ref, manifest.uri, options.ref_roots, job.root))
+
     def task_of(name: str, record: Record) -> _Task:
-        source = resolve_ref(record.source_ref, manifest.uri, options.ref_roots, job.root)
-        mask = resolve_ref(record.mask_ref, manifest.uri, options.ref_roots, job.root)
+        source, mask = refs(record)
         if record.color_map not in entries_by_map:
             entries = line_entries(record, table)
             entries_by_map[record.color_map] = (entries, _settings(entries, policy, palette))
@@ -380,7 +392,7 @@ def _map(job: Job, out: Path, options: ConvertOptions) -> tuple[ShardRecord, int
         return _Task(name, record.line, source, mask, entries, policy, palette, len(table.classes),
                      cache_folder, _fingerprint(record, source, mask, settings))
 
-    cache_folder = str(cache)
+    cache_folder, reuse = str(cache), cache.is_dir()
     skipped: list[Skipped] = list(manifest.skipped)  # the job's own: the same in every shard
     errors: list[ItemError] = []
     names = _assign_names(manifest.records)
@@ -396,7 +408,12 @@ def _map(job: Job, out: Path, options: ConvertOptions) -> tuple[ShardRecord, int
         if not _in_shard(name, shard):
             continue
         try:
-            members.append((name, record, _cached(task_of(name, record))))
+            if reuse:
+                cached = _cached(task_of(name, record))
+            else:  # a first run has no cache to look in; every ref is still checked before any item converts
+                refs(record)
+                cached = False
+            members.append((name, record, cached))
         except StorageError as exc:
             errors.append(ItemError(record.line, str(exc)))
     del seen_sources, names

@@ -122,7 +122,10 @@ def run_processing_jobs(requests: ProcessingRequests, on_status=lambda name, sta
 
     if "RoleArn" not in requests.convert:
         raise ProcessingError("a Processing job needs an execution role: pass --role arn:aws:iam::ACCOUNT:role/NAME")
-    client = boto3.client("sagemaker")
+    try:  # no region configured fails here, before any request
+        client = boto3.client("sagemaker")
+    except BotoCoreError as exc:
+        raise ProcessingError(f"cannot reach SageMaker: {exc}") from None
     description = {}
     for req in (requests.convert, requests.merge):
         name = req["ProcessingJobName"]

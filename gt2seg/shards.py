@@ -21,7 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Iterator
 
-from gt2seg import layout
+from gt2seg import layout, storage
 from gt2seg.atomic import atomic_path
 from gt2seg.errors import ShardError
 
@@ -130,7 +130,7 @@ def complete_set(folders) -> list[ShardRecord]:
             raise ShardError(f"{where} is one of {record.shard[1]} shards, but shard {first.label} in "
                              f"{first.folder} is one of {first.shard[1]}: give the shards of one run (a folder that holds "
                              f"another run's shards too: remove its {layout.CACHE}/shard-*-of-N.json of the other N)")
-        if record.job != first.job or record.manifest != first.manifest:
+        if record.job != first.job or storage.canonical(record.manifest) != storage.canonical(first.manifest):
             raise ShardError(f"{where} was converted from another manifest or class table ({record.manifest}) "
                              f"than shard {first.label} in {first.folder} ({first.manifest})")
         if record.options != first.options:

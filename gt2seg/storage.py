@@ -13,7 +13,6 @@ connection per thread.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import os
 import posixpath
@@ -245,6 +244,10 @@ class Fetcher:
             future.set_exception(exc)
         return future
 
+    def close(self) -> None:
+        """End the read threads (reads not started are dropped)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
 
 def write_bytes(uri, data: bytes, content_type: str | None = None) -> None:
     """Store `data` whole: a put for S3 (with content_type, so a browser shows it), temp file + rename locally."""
@@ -306,6 +309,11 @@ def list_objects(prefix_uri: str):
                 yield ObjectInfo(obj["Key"], obj["Size"], obj["ETag"].strip('"'))
 
 
+def canonical(uri: str) -> str:
+    """One spelling per object: an s3:// URI as it is, a local path made absolute (for comparing, not showing)."""
+    return uri if is_s3(uri) else str(Path(uri).resolve())
+
+
 def parent(uri: str) -> str:
     """The folder holding `uri` (an s3 prefix ending in '/', or a local dir)."""
     if is_s3(uri):
@@ -313,12 +321,6 @@ def parent(uri: str) -> str:
         folder = posixpath.dirname(loc.key)
         return f"s3://{loc.bucket}/{folder}/" if folder else f"s3://{loc.bucket}/"
     return str(Path(uri).resolve().parent)
-
-
-@functools.lru_cache(maxsize=64)
-def _real_root(root: str) -> str:
-    """A root's real path, found once per run: every ref of a job resolves under the same one or two."""
-    return os.path.realpath(root)
 
 
 def join(base: str, relative: str) -> str:
@@ -335,7 +337,7 @@ def join(base: str, relative: str) -> str:
     joined = os.path.normpath(os.path.join(root, relative))
     if os.path.commonpath([root, joined]) != root:
         raise StorageError(f"{relative!r} points outside {base}")
-    real_root, real = _real_root(root), os.path.realpath(joined)
+    real_root, real = os.path.realpath(root), os.path.realpath(joined)
     if os.path.commonpath([real_root, real]) != real_root:
         raise StorageError(f"{relative!r} leads outside {base} through a symbolic link (to {real}); "
                            "only files under the folder are read: map the link's target with its own "

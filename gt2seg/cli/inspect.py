@@ -79,7 +79,12 @@ def inspect(source, format_, label_attributes, as_json, **settings):
     from gt2seg.inspect import inspect_manifest, inspect_source
 
     if format_ == "manifest" or (format_ is None and _is_manifest(source)):
+        given = [f"--{name.replace('_', '-')}" for name, value in settings.items() if value is not None]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} read a dataset folder; {source} is a manifest")
         report, summary = inspect_manifest(source, label_attributes).to_dict(), _manifest_summary
+    elif label_attributes:
+        raise click.UsageError(f"--label-attribute reads a manifest; {source} is a dataset folder")
     else:
         report, summary = inspect_source(source, format_, settings).to_dict(), _source_summary
     emit(report, as_json, summary)

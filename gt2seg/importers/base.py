@@ -46,9 +46,18 @@ class Source:
     root: str
     files: frozenset[str]
 
+    def relative(self, path: str) -> str:
+        """`path` as the listing names it ('./a/b/' -> 'a/b'; '' for SRC itself); a path that is absolute or
+        leads out of SRC is refused: list files, tables and folders are named relative to SRC."""
+        rel = posixpath.normpath(path.replace(os.sep, "/")) if path else "."
+        if rel.startswith("/") or rel == ".." or rel.startswith("../"):
+            raise SourceError(f"{path!r} is not inside {self.root}: name it relative to SRC")
+        return "" if rel == "." else rel
+
     def under(self, folder: str) -> list[str]:
         """Files below `folder` (any depth), sorted."""
-        prefix = folder.strip("/") + "/" if folder.strip("/") else ""
+        prefix = self.relative(folder)
+        prefix = prefix + "/" if prefix else ""
         return sorted(f for f in self.files if f.startswith(prefix))
 
     def has_folder(self, folder: str) -> bool:
@@ -56,6 +65,7 @@ class Source:
 
     def read_text(self, relative: str, expected: str) -> str:
         """A list or table file; missing, it is a SourceError naming it and the layout `expected`."""
+        relative = self.relative(relative)
         if relative not in self.files:
             raise SourceError(f"{storage.join(self.root, relative)} does not exist; expected {expected}")
         try:

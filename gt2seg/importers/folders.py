@@ -9,11 +9,11 @@ which then takes index 0 and the others keep their order.
 """
 from __future__ import annotations
 
-import json
 import re
 
-from gt2seg.classes import BACKGROUND, ClassTable, is_background
-from gt2seg.errors import SourceError
+from gt2seg import jsonl
+from gt2seg.classes import BACKGROUND, IGNORE, MAX_CLASSES, ClassTable, is_background
+from gt2seg.errors import JsonLineError, SourceError
 from gt2seg.importers.base import Importer, Items, Param, Source, is_resource_fork, list_rows, stem
 from gt2seg.manifest import ColorEntry
 
@@ -31,10 +31,10 @@ def _color_table(source: Source, relative: str) -> list[tuple[str, str | None]]:
     expected = 'a colour table: JSON {"name": "#rrggbb", ...} or lines "R G B<tab>Name" (CamVid)'
     text = source.read_text(relative, expected)
     if text.lstrip().startswith("{"):
-        try:
-            table = json.loads(text)
-        except ValueError as exc:
-            raise SourceError(f"{relative}: not readable JSON ({exc}); expected {expected}") from None
+        try:  # as strict as manifests: a class named twice is an error, not "the last one wins"
+            table = jsonl.parse_object(text, 1)
+        except JsonLineError as exc:
+            raise SourceError(f"{relative}: {exc.detail}; expected {expected}") from None
         bad = [k for k, v in table.items() if not (isinstance(v, str) and _HEX.fullmatch(v))]
         if bad:
             raise SourceError(f"{relative}: colour of {bad[0]!r} is not '#rrggbb'; expected {expected}")
@@ -49,6 +49,9 @@ def _color_table(source: Source, relative: str) -> list[tuple[str, str | None]]:
 
 def _table(classes: list[tuple[str, str | None]]) -> tuple[ClassTable, tuple[ColorEntry, ...]]:
     names = [name for name, _ in classes]
+    if len(names) > MAX_CLASSES:
+        raise SourceError(f"{len(names)} classes: at most {MAX_CLASSES} fit the built-in algorithm's masks "
+                          f"({IGNORE} is the ignore label)")
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise SourceError(f"class {duplicates[0]!r} is listed twice; class names must be unique")

@@ -57,7 +57,7 @@ def read(source: Source, settings: dict):
     rows = [(number, *_row(number, fields)) for number, fields in list_rows(source, LIST, LAYOUT)]
     official = settings["split"] == "official"
     sides = {}
-    if official:
+    if official:  # test.txt comes last: an image in both lists stays in validation, as VOC's importer does
         for relative, side in OFFICIAL.items():
             for _, fields in list_rows(source, relative, LAYOUT):
                 sides[fields[0]] = side

@@ -17,8 +17,8 @@ from seg.cli.options import classes_option
 @click.option("--calibration", type=click.Path(exists=True, file_okay=False),
               help="Layout whose train images calibrate INT8 (static) and whose validation split measures its "
                    "mIOU against FP32; without it INT8 is dynamic and unmeasured.")
-@click.option("--calibration-images", default=32, show_default=True, type=click.IntRange(1),
-              help="How many train images calibrate.")
+@click.option("--calibration-images", type=click.IntRange(1),
+              help="How many train images calibrate (with --calibration).  [default: 32]")
 def export(model, out, classes_path, fmt, quantize, calibration, calibration_images):
     """Write OUT/model-symbol.json + OUT/model-0000.params (any input H×W) and OUT/model-signature.json for
     MODEL: a folder, a model.tar.gz or an s3:// URI, written by seg or by SageMaker's built-in algorithm.
@@ -27,8 +27,8 @@ def export(model, out, classes_path, fmt, quantize, calibration, calibration_ima
     Prints one JSON object; with --quantize int8 the accuracy cost also goes to stderr as one line.
     """
     if fmt == "mxnet":
-        if quantize or calibration:
-            raise click.UsageError("--quantize and --calibration need --format onnx")
+        if quantize or calibration or calibration_images is not None:
+            raise click.UsageError("--quantize, --calibration and --calibration-images need --format onnx")
         from seg.models.export import export_model
 
         result = export_model(model, out, classes_path)
@@ -37,6 +37,8 @@ def export(model, out, classes_path, fmt, quantize, calibration, calibration_ima
         return
     if calibration and not quantize:
         raise click.UsageError("--calibration needs --quantize int8")
+    if calibration_images is not None and not calibration:
+        raise click.UsageError("--calibration-images needs --calibration LAYOUT")
     from dataclasses import asdict
 
     from seg.models.export import export_onnx

@@ -85,7 +85,7 @@ def onnx_model(artifact: Artifact):
 
 
 def export_onnx(model, out_dir, classes_path=None, quantize: Optional[str] = None, calibration=None,
-                calibration_images: int = 32) -> OnnxExportResult:
+                calibration_images: Optional[int] = None) -> OnnxExportResult:
     """Write OUT/model.onnx (FP32) for `model`; with quantize="int8" also OUT/model-int8.onnx, static with the
     train images of the layout `calibration` (its validation split then measures the mIOU cost), else dynamic."""
     out_dir = Path(out_dir)
@@ -96,9 +96,9 @@ def export_onnx(model, out_dir, classes_path=None, quantize: Optional[str] = Non
     atomic_write(out_dir / ONNX_FILE, proto.SerializeToString())
     result = OnnxExportResult(out_dir / ONNX_FILE, artifact.arch.describe())
     if quantize == "int8":
-        from seg.models.quantize import quantize_int8
+        from seg.models.quantize import CALIBRATION_IMAGES, quantize_int8
 
         result.int8 = out_dir / INT8_FILE
-        result.quantization = quantize_int8(result.onnx, result.int8, calibration, calibration_images,
-                                            artifact.hp.crop_size)
+        result.quantization = quantize_int8(result.onnx, result.int8, calibration,
+                                            calibration_images or CALIBRATION_IMAGES, artifact.hp.crop_size)
     return result

@@ -64,7 +64,10 @@ class LayoutCalibration(CalibrationDataReader):
         return {self.input_name: network_input(rgb, self.max_side)}
 
 
-def quantize_int8(fp32_path: Path, int8_path: Path, layout=None, limit: int = 32,
+CALIBRATION_IMAGES = 32  # train images read for static calibration unless told otherwise
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path, layout=None, limit: int = CALIBRATION_IMAGES,
                   max_side: int = 512) -> QuantizationReport:
     """Write `int8_path` from `fp32_path` (static with `layout`'s train images, else dynamic) and report its cost."""
     with tempfile.TemporaryDirectory(prefix="seg-quantize-") as scratch, atomic_path(int8_path) as tmp:

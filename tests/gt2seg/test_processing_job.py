@@ -1,5 +1,6 @@
 """`gt2seg processing-job`: the two CreateProcessingJob requests (N instances convert, one merges)."""
 import json
+import os
 import subprocess
 import sys
 
@@ -52,6 +53,15 @@ def test_submitting_without_a_role_is_refused():
     result = subprocess.run([*GT2SEG, "processing-job", "s3://b/m", "s3://b/out", "--image", IMAGE],
                             capture_output=True, text=True)
     assert result.returncode == 1 and "needs an execution role: pass --role" in result.stderr
+
+
+def test_submitting_with_no_aws_region_is_one_line_not_a_traceback(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+    result = subprocess.run([*GT2SEG, "processing-job", "s3://b/m", "s3://b/out", "--image", IMAGE, "--role", ROLE],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("Error: cannot reach SageMaker: You must specify a region")
 
 
 def test_shard_of_this_host_is_its_place_in_the_host_list(tmp_path):

@@ -123,6 +123,15 @@ def test_merge_refuses_shards_converted_with_other_options(tmp_path):
         merge_shards([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
 
 
+def test_shards_of_one_manifest_typed_differently_and_read_through_other_mounts_merge(tmp_path):
+    manifest = standard_job(tmp_path / "job", n=9).write()
+    relative = os.path.relpath(manifest, os.getcwd())
+    run(manifest, tmp_path / "a", shard=(0, 2))
+    run(relative, tmp_path / "b", shard=(1, 2), ref_roots=(("s3://elsewhere/", str(tmp_path)),))
+    merged = merge_shards([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+    assert merged.converted == run(manifest, tmp_path / "whole").converted == 9
+
+
 def test_merge_refuses_shards_of_other_manifests(tmp_path):
     one = standard_job(tmp_path / "one", n=9).write()
     other = standard_job(tmp_path / "other", n=8).write()

@@ -168,3 +168,11 @@ def folders(root: Path, colours: bool = False) -> dict[str, np.ndarray]:
     else:
         write(root / "classes.txt", b"background\nroad\ncar\n")
     return indices
+
+
+def upload(s3, bucket: str, root: Path, prefix: str) -> str:
+    """Put every file under `root` at s3://bucket/prefix/<relative path> (the tests' S3 server); returns that URI."""
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            s3.put_object(Bucket=bucket, Key=f"{prefix}/{path.relative_to(root).as_posix()}", Body=path.read_bytes())
+    return f"s3://{bucket}/{prefix}"

@@ -75,3 +75,41 @@ def test_a_class_list_or_colour_table_is_required(tmp_path):
         read_source("folders", tmp_path / "src")
     with pytest.raises(SourceError, match=r"nope.txt does not exist; expected a class list"):
         read_source("folders", tmp_path / "src", {"class_list": "nope.txt"})
+
+
+def test_an_s3_source_imports_like_a_local_one(tmp_path, s3, s3_bucket):
+    masks = archives.folders(tmp_path / "src", colours=True)
+    src = archives.upload(s3, s3_bucket, tmp_path / "src", "datasets/folders")
+    import_dataset("folders", src, tmp_path / "out", {"color_table": "colors.json"})
+    out = written(tmp_path / "out")
+    assert out.keys() == masks.keys() and all(np.array_equal(out[n], masks[n]) for n in masks)
+
+
+def test_option_paths_are_read_relative_to_src_however_they_are_spelled(tmp_path):
+    masks = archives.folders(tmp_path / "src")
+    import_dataset("folders", tmp_path / "src", tmp_path / "out",
+                   {"class_list": "./classes.txt", "images": "./images/", "masks": "masks/."})
+    assert written(tmp_path / "out").keys() == masks.keys()
+
+
+@pytest.mark.parametrize("option, value", [("class_list", "../classes.txt"), ("class_list", "/etc/hostname"),
+                                           ("images", "../images")])
+def test_an_option_path_outside_src_is_refused_naming_it(tmp_path, option, value):
+    archives.folders(tmp_path / "src")
+    settings = {"class_list": "classes.txt", option: value}
+    with pytest.raises(SourceError, match=f"'{value}' is not inside .*: name it relative to SRC"):
+        read_source("folders", tmp_path / "src", settings)
+
+
+def test_a_colour_table_naming_a_class_twice_is_refused(tmp_path):
+    archives.folders(tmp_path / "src", colours=True)
+    (tmp_path / "src" / "colors.json").write_text('{"road": "#804080", "road": "#ff0000"}')
+    with pytest.raises(SourceError, match="colors.json: duplicate key 'road'"):
+        read_source("folders", tmp_path / "src", {"color_table": "colors.json"})
+
+
+def test_more_classes_than_masks_can_hold_is_refused(tmp_path):
+    archives.folders(tmp_path / "src")
+    (tmp_path / "src" / "classes.txt").write_text("".join(f"c{i}\n" for i in range(300)))
+    with pytest.raises(SourceError, match="300 classes: at most 254"):
+        read_source("folders", tmp_path / "src", {"class_list": "classes.txt"})

@@ -70,3 +70,14 @@ def test_inspect_reads_an_s3_dataset(tmp_path, s3, s3_bucket):
     result = gt2seg("inspect", f"s3://{s3_bucket}/voc", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["splits"] == {"train": 4, "validation": 3}
+
+
+def test_inspect_refuses_options_that_do_not_apply_to_what_it_reads(tmp_path):
+    archives.pets(tmp_path / "pets")
+    manifest = tmp_path / "output.manifest"
+    manifest.write_text("{}\n")
+    on_manifest = gt2seg("inspect", manifest, "--classes", "species")
+    on_folder = gt2seg("inspect", tmp_path / "pets", "--label-attribute", "city")
+    assert on_manifest.returncode == on_folder.returncode == 2
+    assert "--classes read a dataset folder" in on_manifest.stderr
+    assert "--label-attribute reads a manifest" in on_folder.stderr

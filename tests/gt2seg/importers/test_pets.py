@@ -130,11 +130,8 @@ def test_a_link_leading_outside_src_is_refused(tmp_path):
 
 def test_an_s3_source_imports_like_a_local_one(tmp_path, s3, s3_bucket):
     archives.pets(tmp_path / "pets")
-    for path in (tmp_path / "pets").rglob("*"):
-        if path.is_file():
-            s3.put_object(Bucket=s3_bucket, Key=f"datasets/pets/{path.relative_to(tmp_path / 'pets').as_posix()}",
-                          Body=path.read_bytes())
-    remote = import_dataset("pets", f"s3://{s3_bucket}/datasets/pets", tmp_path / "remote", {"split": "official"})
+    src = archives.upload(s3, s3_bucket, tmp_path / "pets", "datasets/pets")
+    remote = import_dataset("pets", src, tmp_path / "remote", {"split": "official"})
     local = import_dataset("pets", tmp_path / "pets", tmp_path / "local", {"split": "official"})
     assert remote.splits == local.splits and remote.pixels_per_class == local.pixels_per_class
     assert masks_of(tmp_path / "remote").keys() == masks_of(tmp_path / "local").keys()

@@ -84,3 +84,11 @@ def test_missing_image_sets_say_which_file_and_layout(tmp_path):
     (tmp_path / "voc" / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt").unlink()
     with pytest.raises(SourceError, match=r"ImageSets/Segmentation/val.txt does not exist; expected Pascal VOC 2012"):
         read_source("voc", tmp_path / "voc")
+
+
+def test_an_s3_source_imports_like_a_local_one(tmp_path, s3, s3_bucket):
+    masks = archives.voc(tmp_path / "voc")
+    remote = import_dataset("voc", archives.upload(s3, s3_bucket, tmp_path / "voc", "datasets/voc"), tmp_path / "remote")
+    local = import_dataset("voc", tmp_path / "voc", tmp_path / "local")
+    assert remote.splits == local.splits == {"train": 4, "validation": 3}
+    assert all(np.array_equal(mask, masks[name]) for name, (_, mask) in written(tmp_path / "remote").items())
