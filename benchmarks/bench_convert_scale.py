@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+# The repository before tests/: tests/gt2seg (no __init__) would otherwise shadow gt2seg as a namespace package.
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from s3proxy import S3Proxy  # noqa: E402
 
 BUCKET = "bench"
