@@ -128,9 +128,8 @@ _NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _stem(ref: str) -> str:
-    base = ref.rstrip("/").rsplit("/", 1)[-1]
-    stem = base.rsplit(".", 1)[0] if "." in base.lstrip(".") else base
-    return (_NAME.sub("_", stem).strip("._-") or "image")[:120]
+    """The ref's stem as a safe output name."""
+    return (_NAME.sub("_", storage.stem(ref)).strip("._-") or "image")[:120]
 
 
 def resolve_ref(ref: str, manifest_uri: str, ref_roots, root: str | None = None) -> str:

@@ -309,6 +309,12 @@ def list_objects(prefix_uri: str):
                 yield ObjectInfo(obj["Key"], obj["Size"], obj["ETag"].strip('"'))
 
 
+def stem(uri: str) -> str:
+    """The last part of a path or URI without its extension ('a/b.c.png' -> 'b.c'; '.hidden' stays)."""
+    name = uri.rstrip("/").rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+
+
 def canonical(uri: str) -> str:
     """One spelling per object: an s3:// URI as it is, a local path made absolute (for comparing, not showing)."""
     return uri if is_s3(uri) else str(Path(uri).resolve())

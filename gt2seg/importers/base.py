@@ -100,11 +100,6 @@ def list_source(root: str) -> Source:
     return Source(str(base.resolve()), frozenset(files))
 
 
-def stem(path: str) -> str:
-    name = posixpath.basename(path)
-    return name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
-
-
 def is_resource_fork(path: str) -> bool:
     return posixpath.basename(path).startswith(RESOURCE_FORK)
 

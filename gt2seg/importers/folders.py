@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 
-from gt2seg import jsonl
+from gt2seg import jsonl, storage
 from gt2seg.classes import BACKGROUND, IGNORE, MAX_CLASSES, ClassTable, is_background
 from gt2seg.errors import JsonLineError, SourceError
-from gt2seg.importers.base import Importer, Items, Param, Source, is_resource_fork, list_rows, stem
+from gt2seg.importers.base import Importer, Items, Param, Source, is_resource_fork, list_rows
 from gt2seg.manifest import ColorEntry
 
 _HEX = re.compile(r"#[0-9a-fA-F]{6}")
@@ -71,7 +71,7 @@ def _by_stem(source: Source, folder: str, items: Items, what: str) -> dict[str, 
         if is_resource_fork(path):
             items.skip(0, "resource-fork", f"{path} is a macOS resource-fork file, not an image")
         else:
-            found.setdefault(stem(path), []).append(path)
+            found.setdefault(storage.stem(path), []).append(path)
     for name, paths in found.items():
         if len(paths) > 1:
             items.skip(0, "duplicate-stem", f"{what} {', '.join(paths)} share the stem {name!r}; rename one")

@@ -6,9 +6,10 @@ SRC may be the folder holding VOCdevkit, VOCdevkit itself, or VOC2012.
 """
 from __future__ import annotations
 
+from gt2seg import storage
 from gt2seg.classes import IGNORE, IGNORE_NAME, ClassTable
 from gt2seg.errors import SourceError
-from gt2seg.importers.base import Importer, Items, Param, Source, list_rows, stem
+from gt2seg.importers.base import Importer, Items, Param, Source, list_rows
 from gt2seg.manifest import ColorEntry
 
 CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -43,7 +44,7 @@ def _root(source: Source) -> str:
 
 def _listed(source: Source, relative: str) -> list[tuple[str, int, str]]:
     """(image id, line, file) of a list: VOC ids, or DeepLab's '/JPEGImages/x.jpg /SegmentationClassAug/x.png'."""
-    return [(stem(fields[0]), number, relative) for number, fields in list_rows(source, relative, LAYOUT)]
+    return [(storage.stem(fields[0]), number, relative) for number, fields in list_rows(source, relative, LAYOUT)]
 
 
 def read(source: Source, settings: dict):
