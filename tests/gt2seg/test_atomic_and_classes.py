@@ -17,6 +17,29 @@ def test_atomic_write_replaces_the_whole_file_creates_the_folder_and_leaves_no_t
     assert target.read_bytes() == b"second" and os.listdir(target.parent) == ["a.json"]
 
 
+def test_atomic_write_gives_the_mode_of_a_plain_open_not_mkstemps_0600(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        atomic_write(tmp_path / "a.png", b"x")
+        (tmp_path / "plain").write_bytes(b"x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temp(tmp_path):
+    target = tmp_path / "a.json"
+    atomic_write(target, "old")
+    with pytest.raises(TypeError):
+        atomic_write(target, 12)  # not bytes: fails after the temp file was created
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x").write_text("keep")
+    with pytest.raises(OSError):
+        atomic_write(tmp_path / "d", b"new")  # a folder in the way: the rename fails
+    assert target.read_text() == "old" and sorted(os.listdir(tmp_path)) == ["a.json", "d"]
+    assert os.listdir(tmp_path / "d") == ["x"]
+
+
 def test_a_failed_writer_leaves_the_old_file_and_no_temp(tmp_path):
     target = tmp_path / "model.params"
     target.write_bytes(b"old")

@@ -8,6 +8,7 @@ from PIL import Image
 
 from gt2seg.errors import ItemError
 from gt2seg.images import prepare_image
+from gt2seg import masks
 from gt2seg.masks import Entry, MaskPolicy, decode_mask, encode_mask
 from gtjob import blocks, color_png, gt_palette, jpeg, palette_png, rgb
 
@@ -234,4 +235,104 @@ def _gray(indices):
 ])
 def test_the_counts_a_decode_reports_are_the_histogram_of_its_mask(data, size, policy):
     out = decode(data, size=size, policy=policy)
-    assert out.counts == tuple(out.image.histogram())
+    assert out.counts == tuple(np.bincount(out.array.ravel(), minlength=256).tolist())
+
+
+def test_every_route_counts_its_output_exactly():
+    gray_colours = (Entry(0, 0, 0x000000), Entry(1, 1, 0x808080), Entry(2, 2, 0xFFFFFF))
+    cases = [  # (mask bytes, entries, route)
+        (palette_png(blocks()), ENTRIES, "index"),
+        (palette_png(blocks()), (Entry(0, 0, 0xFFFFFF), Entry(1, 2, 0x2CA02C), Entry(2, 1, 0x1F77B4)), "index"),
+        (palette_png(blocks(), palette=[255, 255, 255, 0x1F, 0x77, 0xB4, 0x2C, 0xA0, 0x2C] + [7] * 759), ENTRIES,
+         "palette-colour"),
+        (_gray(np.array([0, 128, 255], np.uint8)[blocks()]), gray_colours, "colour"),  # gray levels, not keys
+        (color_png(blocks(), {0: "#ffffff", 1: "#2ca02c", 2: "#1f77b4"}), ENTRIES, "colour"),
+        (color_png(blocks(), {0: "#ffffff", 1: "#2ca02c", 2: "#1f77b4"}, alpha=(blocks() != 1) * 255), ENTRIES,
+         "colour"),
+    ]
+    for data, entries, route in cases:
+        out = decode(data, entries)
+        assert out.route == route
+        assert out.counts == tuple(np.bincount(out.array.ravel(), minlength=256).tolist())
+    gray = decode(cases[3][0], gray_colours)
+    assert np.array_equal(gray.array, blocks())
+
+
+def _same(a, b) -> bool:
+    return np.array_equal(a.array, b.array) and {**vars(a), "array": None} == {**vars(b), "array": None}
+
+
+def _decode_both_ways(data, monkeypatch, **kw):
+    """The decode through libspng and through Pillow (as where pyspng has no wheel)."""
+    pytest.importorskip("pyspng")
+    img = Image.open(io.BytesIO(data))
+    assert masks._spng_decodes(img, data)  # the first decode below does take the libspng path
+    fast = decode(data, **kw)
+    with monkeypatch.context() as patch:
+        patch.setattr(masks, "pyspng", None)
+        slow = decode(data, **kw)
+    return fast, slow
+
+
+@pytest.mark.parametrize("alpha", [None, 255, 40, "half"])
+def test_libspng_and_pillow_decode_rgb_and_rgba_masks_alike(alpha, monkeypatch):
+    mask = blocks(64, 48)
+    if alpha == "half":
+        alpha = np.where(np.arange(64) < 32, 127, 128)[None, :].repeat(48, 0)  # either side of the threshold
+    elif alpha is not None:
+        alpha = np.full(mask.shape, alpha)
+    data = color_png(mask, {0: "#ffffff", 1: "#2ca02c", 2: "#1f77b4"}, alpha=alpha)
+    fast, slow = _decode_both_ways(data, monkeypatch, size=(64, 48))
+    assert _same(fast, slow)
+    expected = mask if alpha is None or np.all(alpha == 255) else np.where(alpha < 128, 0, mask)
+    assert np.array_equal(fast.array, expected)
+    assert fast.transparent_pixels == int((alpha < 128).sum()) if alpha is not None else fast.transparent_pixels == 0
+
+
+def test_a_mask_of_thousands_of_colours_is_classified_per_pixel(monkeypatch):
+    rng = np.random.default_rng(5)
+    colours = rng.choice(1 << 24, 6000, replace=False)  # far more than Pillow's getcolors limit of 4096
+    ids = rng.integers(0, colours.size, (96, 128))
+    ids[:, :10] = 0  # a run or two among the noise
+    pixels = np.stack([(colours[ids] >> s) & 255 for s in (16, 8, 0)], axis=-1).astype(np.uint8)
+    data = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(data, format="PNG")
+    known = 5000  # the other 1000 colours are not in the map: ignored
+    entries = tuple(Entry(i % 256, i % 5, int(c)) for i, c in enumerate(colours[:known]))
+    fast, slow = _decode_both_ways(data.getvalue(), monkeypatch, entries=entries, policy=MaskPolicy(unknown="ignore"),
+                                   size=(128, 96))
+    expected = np.where(ids < known, ids % 5, 255).astype(np.uint8)
+    assert _same(fast, slow)
+    for out in (fast, slow):
+        assert out.route == "colour" and np.array_equal(out.array, expected)
+        assert out.unknown_pixels == int((ids >= known).sum())
+        assert out.counts == tuple(np.bincount(expected.ravel(), minlength=256).tolist())
+
+
+def test_a_truncated_rgb_png_gives_pillows_error_through_libspng_too(monkeypatch):
+    pyspng = pytest.importorskip("pyspng")
+    data = color_png(blocks(256, 192), {0: "#ffffff", 1: "#2ca02c", 2: "#1f77b4"})
+    data = data[: len(data) * 2 // 3]
+    with pytest.raises(RuntimeError):
+        pyspng.load(data)  # libspng refuses these bytes itself, so the error below is Pillow's
+    with pytest.raises(ItemError) as fast:
+        decode(data, size=(256, 192))
+    with monkeypatch.context() as patch:
+        patch.setattr(masks, "pyspng", None)
+        with pytest.raises(ItemError) as slow:
+            decode(data, size=(256, 192))
+    assert str(fast.value) == str(slow.value) and "line 7: mask m.png is damaged or truncated" in str(fast.value)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_runs_expand_back_to_the_pixels_they_were_found_in(channels):
+    rng = np.random.default_rng(channels)
+    for pixels in (rng.integers(0, 3, (40, 50, channels), dtype=np.uint8).repeat(7, axis=1),  # long runs
+                   rng.integers(0, 256, (40, 50, channels), dtype=np.uint8),  # noise: numpy's repeat
+                   np.zeros((1, 1, channels), np.uint8)):
+        pixels = pixels[..., 0] if channels == 1 else pixels
+        runs = masks._Runs.of(pixels)
+        flat = pixels.reshape(pixels.shape[0] * pixels.shape[1], -1)
+        ids = np.unique(flat, axis=0, return_inverse=True)[1].reshape(-1).astype(np.uint8)
+        assert np.array_equal(runs.expand(ids[runs.starts]), ids)  # every pixel, through its run
+        assert runs.lengths.sum() == flat.shape[0] and (runs.lengths > 0).all()

@@ -1,0 +1,74 @@
+"""gt2seg.png: the one class-mask PNG encoder of both packages, read back by Pillow and by zlib."""
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gt2seg.classes import palette_for
+from gt2seg.masks import encode_mask
+from gt2seg.png import SIGNATURE, encode_indexed
+
+
+def chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, body) of each chunk, checking every CRC."""
+    assert data[:8] == SIGNATURE
+    out, at = [], 8
+    while at < len(data):
+        (length,), kind = struct.unpack(">I", data[at: at + 4]), data[at + 4: at + 8]
+        body = data[at + 8: at + 8 + length]
+        assert struct.unpack(">I", data[at + 8 + length: at + 12 + length])[0] == zlib.crc32(kind + body)
+        out.append((kind, body))
+        at += 12 + length
+    return out
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (5, 4097), (2, 4096), (768, 1024)])
+def test_pillow_reads_back_the_same_indices_and_palette(shape):
+    rng = np.random.default_rng(sum(shape))
+    indices = rng.integers(0, 256, shape, dtype=np.uint8)
+    indices[:, : shape[1] // 2] = 3  # long runs too, as in real masks
+    palette = rng.integers(0, 256, 768, dtype=np.uint8).tobytes()
+    image = Image.open(io.BytesIO(encode_indexed(indices, palette)))
+    assert image.format == "PNG" and image.mode == "P" and image.size == (shape[1], shape[0])
+    np.testing.assert_array_equal(np.asarray(image), indices)
+    assert bytes(image.getpalette("RGB")) == palette and "transparency" not in image.info
+
+
+def test_chunks_are_ihdr_plte_idat_iend_and_the_idat_is_a_zlib_stream_of_unfiltered_rows():
+    indices = np.arange(15, dtype=np.uint8).reshape(3, 5)
+    data = encode_indexed(indices, bytes(range(30)))
+    kinds = chunks(data)
+    assert [k for k, _ in kinds] == [b"IHDR", b"PLTE", b"IDAT", b"IEND"]
+    assert kinds[0][1] == struct.pack(">IIBBBBB", 5, 3, 8, 3, 0, 0, 0)  # 8-bit, colour type 3 (palette)
+    assert kinds[1][1] == bytes(range(30)).ljust(768, b"\0")  # short palettes are padded with black
+    assert zlib.decompress(kinds[2][1]) == b"".join(b"\0" + row.tobytes() for row in indices)
+
+
+def test_the_same_input_gives_the_same_bytes():
+    indices = np.random.default_rng(0).integers(0, 5, (200, 301), dtype=np.uint8)
+    palette = palette_for([{"index": 1, "color": "#ff0000"}])
+    first = encode_indexed(indices, palette)
+    assert encode_indexed(indices.copy(), palette) == first
+    assert encode_mask(np.asfortranarray(indices), palette) == first  # any memory layout of the same values
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((2, 3, 3), np.uint8), "2-D uint8 array of class indices, not a 3-D uint8"),
+    (np.zeros((2, 3), np.uint16), "not a 2-D uint16"),
+    (np.zeros((2, 3), np.int64), "not a 2-D int64"),
+    ([[0, 1]], "not a list"),
+    (np.zeros((0, 3), np.uint8), "1 to 2147483647 pixels on each side, not 3x0"),
+])
+def test_refuses_what_is_not_a_2d_uint8_array(bad, message):
+    with pytest.raises(ValueError, match=message):
+        encode_indexed(bad, bytes(768))
+
+
+@pytest.mark.parametrize("size", [769, 5])
+def test_refuses_a_palette_that_is_not_up_to_256_triples(size):
+    with pytest.raises(ValueError, match=f"not {size} bytes"):
+        encode_indexed(np.zeros((2, 2), np.uint8), bytes(size))
+
