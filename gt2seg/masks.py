@@ -32,7 +32,7 @@ from gt2seg.classes import IGNORE, ClassTable
 from gt2seg.errors import ItemError
 from gt2seg.images import load, open_image
 from gt2seg.manifest import Record
-from gt2seg.png import encode_indexed
+from gt2seg.png import decode_unfiltered, encode_indexed
 
 try:
     import pyspng
@@ -229,10 +229,19 @@ def _by_value_colour(arr, runs, values, counts, used, packed, alpha, route, entr
     return out, route, transparent, unknown, out_counts
 
 
-def _decode_palette(img, entries, policy, line, ref):
-    arr = np.asarray(img)
+def _eight_bit(img, data, line, ref) -> tuple[np.ndarray, bytes]:
+    """A P or L mask's values and palette: an unfiltered PNG's straight from the inflate, else Pillow's."""
+    if img.format == "PNG" and not getattr(img, "is_animated", False):
+        simple = decode_unfiltered(data)
+        if simple is not None:
+            return simple
+    load(img, line=line, ref=ref, what="mask")
+    return np.asarray(img), bytes(img.getpalette("RGB") or b"") if img.mode == "P" else b""
+
+
+def _decode_palette(img, arr, palette, entries, policy, line, ref):
     runs, values, counts, used = _single(arr)
-    rgb = np.frombuffer(bytes(img.getpalette("RGB") or b"")[:768].ljust(768, b"\0"), np.uint8).reshape(256, 3)
+    rgb = np.frombuffer(palette[:768].ljust(768, b"\0"), np.uint8).reshape(256, 3)
     packed = (rgb[:, 0].astype(np.int64) << 16 | rgb[:, 1].astype(np.int64) << 8 | rgb[:, 2]).tolist()
     alpha = [255] * 256
     trans = img.info.get("transparency")
@@ -248,16 +257,20 @@ def _decode_palette(img, entries, policy, line, ref):
     return _by_value_colour(arr, runs, values, counts, used, packed, alpha, "palette-colour", entries, policy, line, ref)
 
 
-def _decode_gray(img, entries, policy, line, ref):
+def _gray_values(img, data, line, ref) -> np.ndarray:
+    """A single-channel mask's values as uint8 (16-bit or 1-bit ones too, when they fit)."""
+    if img.mode == "L":
+        return _eight_bit(img, data, line, ref)[0]
+    load(img, line=line, ref=ref, what="mask")
+    arr = np.asarray(img.convert("L") if img.mode == "1" else img)
+    if arr.size and (arr.min() < 0 or arr.max() > 255):
+        raise ItemError(line, f"mask {ref} has values outside 0..255 ({arr.min()}..{arr.max()})")
+    return arr.astype(np.uint8)
+
+
+def _decode_gray(img, arr, entries, policy, line, ref):
     """Single-channel masks: keys by index; an 8-bit L mask of a coloured map whose values are not all
     keys is read by colour (its gray levels, with a tRNS gray as transparent)."""
-    if img.mode == "L":
-        arr = np.asarray(img)
-    else:
-        arr = np.asarray(img.convert("L") if img.mode == "1" else img)
-        if arr.size and (arr.min() < 0 or arr.max() > 255):
-            raise ItemError(line, f"mask {ref} has values outside 0..255 ({arr.min()}..{arr.max()})")
-        arr = arr.astype(np.uint8)
     runs, values, counts, used = _single(arr)
     keys = {e.key for e in entries}
     if img.mode != "L" or not all(e.color is not None for e in entries) or all(u in keys for u in used):
@@ -311,10 +324,12 @@ def _decode_colour(img, data, entries, policy, line, ref):
 def decode_mask(data: bytes, entries, policy: MaskPolicy, image_size, *, line: int, ref: str) -> DecodedMask:
     """Global-index mask at the image's size (see the module docstring for the routes)."""
     img = open_image(data, line=line, ref=ref, what="mask")  # the header: size limit before any decode
-    if img.mode in ("P", "L", "I", "I;16", "1"):
-        load(img, line=line, ref=ref, what="mask")
-        decode = _decode_palette if img.mode == "P" else _decode_gray
-        out, route, transparent, unknown, counts = decode(img, entries, policy, line, ref)
+    if img.mode == "P":
+        arr, palette = _eight_bit(img, data, line, ref)
+        out, route, transparent, unknown, counts = _decode_palette(img, arr, palette, entries, policy, line, ref)
+    elif img.mode in ("L", "I", "I;16", "1"):
+        arr = _gray_values(img, data, line, ref)
+        out, route, transparent, unknown, counts = _decode_gray(img, arr, entries, policy, line, ref)
     else:
         out, route, transparent, unknown, counts = _decode_colour(img, data, entries, policy, line, ref)
 

@@ -336,3 +336,55 @@ def test_runs_expand_back_to_the_pixels_they_were_found_in(channels):
         ids = np.unique(flat, axis=0, return_inverse=True)[1].reshape(-1).astype(np.uint8)
         assert np.array_equal(runs.expand(ids[runs.starts]), ids)  # every pixel, through its run
         assert runs.lengths.sum() == flat.shape[0] and (runs.lengths > 0).all()
+
+
+def _unfiltered_gray(values):
+    """An 8-bit grayscale PNG with unfiltered rows (Pillow filters its L images)."""
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    height, width = values.shape
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"".join(b"\0" + row.tobytes() for row in values))) + chunk(b"IEND", b""))
+
+
+def _outcome(data, **kw):
+    try:
+        return decode(data, **kw)
+    except ItemError as exc:
+        return str(exc)
+
+
+@pytest.mark.parametrize("case", ["gt", "transparency", "short palette", "gray", "gray colours", "extra rows",
+                                  "truncated", "chunk between idats"])
+def test_unfiltered_pngs_decode_as_pillow_decodes_them(case, monkeypatch):
+    mask = blocks()
+    if case in ("gray", "gray colours"):
+        data = _unfiltered_gray(np.array([0, 128, 255], np.uint8)[mask] if case == "gray colours" else mask)
+    else:
+        short = [255, 255, 255, 0x2C, 0xA0, 0x2C, 0x1F, 0x77, 0xB4] + [7] * 51  # 20 entries: still an 8-bit PNG
+        data = palette_png(mask, palette=short if case == "short palette" else None,
+                           transparency=bytes([255, 100]) if case == "transparency" else None)
+    entries = (Entry(0, 0, 0), Entry(1, 1, 0x808080), Entry(2, 2, 0xFFFFFF)) if case == "gray colours" else ENTRIES
+    at = data.index(b"IDAT") - 4
+    length = int.from_bytes(data[at: at + 4], "big")
+    if case == "extra rows":  # the stream holds 3 rows more than the header declares
+        stream = zlib.compress(b"".join(b"\0" + row.tobytes() for row in np.vstack([mask, mask[:3]])))
+        data = data[:at] + struct.pack(">I", len(stream)) + b"IDAT" + stream + bytes(4) + data[at + 12 + length:]
+    elif case == "truncated":
+        data = data[: at + 8 + length // 2]
+    elif case == "chunk between idats":
+        half = length // 2
+        idat = data[at + 8: at + 8 + length]
+        data = (data[:at] + struct.pack(">I", half) + b"IDAT" + idat[:half] + bytes(4) + struct.pack(">I", 0) + b"tEXt"
+                + bytes(4) + struct.pack(">I", length - half) + b"IDAT" + idat[half:] + bytes(4) + data[at + 12 + length:])
+    assert masks.decode_unfiltered(data) is not None or case in ("truncated", "chunk between idats")
+    fast = _outcome(data, entries=entries)
+    with monkeypatch.context() as patch:
+        patch.setattr(masks, "decode_unfiltered", lambda data: None)  # Pillow decodes, as for any other PNG
+        slow = _outcome(data, entries=entries)
+    assert fast == slow if isinstance(fast, str) else _same(fast, slow)
+    if case in ("truncated", "chunk between idats"):
+        assert "damaged or truncated" in fast
+    else:
+        routes = {"transparency": "palette-colour", "gray colours": "colour"}
+        assert fast.route == routes.get(case, "index")

@@ -9,7 +9,7 @@ from PIL import Image
 
 from gt2seg.classes import palette_for
 from gt2seg.masks import encode_mask
-from gt2seg.png import SIGNATURE, encode_indexed
+from gt2seg.png import SIGNATURE, decode_unfiltered, encode_indexed
 
 
 def chunks(data: bytes) -> list[tuple[bytes, bytes]]:
@@ -72,3 +72,54 @@ def test_refuses_a_palette_that_is_not_up_to_256_triples(size):
     with pytest.raises(ValueError, match=f"not {size} bytes"):
         encode_indexed(np.zeros((2, 2), np.uint8), bytes(size))
 
+
+
+def png(width, height, rows: bytes, *, colour=3, depth=8, interlace=0, palette=bytes(range(30)), between=b"",
+        split=1) -> bytes:
+    """A PNG with exactly these (filter byte + values) rows, deflated by zlib, its IDAT in `split` chunks."""
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    stream = zlib.compress(rows)
+    cut = -(-len(stream) // split)
+    idat = [chunk(b"IDAT", stream[i: i + cut]) for i in range(0, len(stream), cut)]
+    return b"".join([SIGNATURE, chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace)),
+                     chunk(b"PLTE", palette) if colour == 3 else b"", idat[0], between, *idat[1:], chunk(b"IEND", b"")])
+
+
+def test_unfiltered_palette_and_gray_pngs_are_read_back_as_pillow_reads_them():
+    indices = np.random.default_rng(2).integers(0, 10, (9, 13), dtype=np.uint8)
+    rows = b"".join(b"\0" + row.tobytes() for row in indices)
+    for data in (encode_indexed(indices, bytes(range(30))), png(13, 9, rows), png(13, 9, rows, split=3),
+                 png(13, 9, rows, colour=0)):
+        values, palette = decode_unfiltered(data)
+        pillow = Image.open(io.BytesIO(data))
+        np.testing.assert_array_equal(values, np.asarray(pillow))
+        assert values.flags.c_contiguous and values.dtype == np.uint8
+        if pillow.mode == "P":
+            assert palette == bytes(pillow.getpalette("RGB"))
+
+
+def test_anything_but_an_unfiltered_8_bit_gray_or_palette_png_is_left_to_pillow():
+    indices = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    rows = b"".join(b"\0" + row.tobytes() for row in indices)
+    sub = b"".join(b"\1" + row.tobytes() for row in indices)  # filter 1 (Sub) on every row
+    refused = {
+        "filtered rows": png(4, 3, sub),
+        "interlaced": png(4, 3, rows, interlace=1),
+        "16-bit": png(2, 3, rows, colour=0, depth=16),
+        "RGB": png(4, 1, rows[:13], colour=2),
+        "truncated stream": png(4, 3, rows)[:-20],
+        "too few rows": png(4, 3, rows[:10]),
+        "no palette": png(4, 3, rows).replace(b"PLTE", b"pLTE"),
+        "a chunk between the IDATs": png(4, 3, rows, split=2, between=struct.pack(">I", 0) + b"tEXt" + bytes(4)),
+        "not a PNG": b"GIF89a" + bytes(40),
+    }
+    for why, data in refused.items():
+        assert decode_unfiltered(data) is None, why
+
+
+def test_an_idat_that_inflates_past_the_header_stops_at_the_declared_rows():
+    rows = bytes(10 * 11)
+    bomb = png(10, 10, rows + bytes(5_000_000))  # 5 MB of zeros after the 10 rows
+    values, _ = decode_unfiltered(bomb)
+    assert values.shape == (10, 10) and not values.any()
