@@ -32,9 +32,9 @@ def atomic_write(path, data: bytes | str) -> None:
     """Write `data` (str as UTF-8) to `path` atomically, creating its folder when it is missing.
 
     The hot path of a conversion (three files per item): one exclusive open of a new temp name, written
-    through its descriptor, then os.replace -- a third of atomic_path's cost, which makes the folder
-    every time, reopens the file by name and looks for the temp afterwards. The file gets the mode of a
-    plain open (0o666 less the umask), not mkstemp's 0o600."""
+    through its descriptor, then os.replace; none of atomic_path's mkdir per call, reopen by name and
+    exists check afterwards (3 writes: 0.97 -> 0.77 ms; creating the file is most of what is left). The
+    file gets the mode of a plain open (0o666 less the umask), not mkstemp's 0o600."""
     path = os.fspath(path)
     folder, name = os.path.split(path)
     try:

@@ -39,7 +39,8 @@ def encode_indexed(indices: np.ndarray, palette: bytes) -> bytes:
         raise ValueError(f"a PNG is 1 to {MAX_SIDE} pixels on each side, not {width}x{height}")
     if len(palette) % 3 or len(palette) > 768:
         raise ValueError(f"a PNG palette is up to 256 RGB triples (768 bytes), not {len(palette)} bytes")
-    rows = np.zeros((height, width + 1), np.uint8)  # each row: filter type 0 (none), then its indices
+    rows = np.empty((height, width + 1), np.uint8)
+    rows[:, 0] = 0  # each row: filter type 0 (none), then its indices
     rows[:, 1:] = indices
     return b"".join((
         SIGNATURE,
