@@ -388,3 +388,17 @@ def test_unfiltered_pngs_decode_as_pillow_decodes_them(case, monkeypatch):
     else:
         routes = {"transparency": "palette-colour", "gray colours": "colour"}
         assert fast.route == routes.get(case, "index")
+
+
+def test_an_rgb_colour_key_makes_its_pixels_transparent_through_pillow():
+    mask = blocks()
+    arr = np.zeros(mask.shape + (3,), np.uint8)
+    for i, colour in {0: "#ffffff", 1: "#2ca02c", 2: "#1f77b4"}.items():
+        arr[mask == i] = rgb(colour)
+    buf = io.BytesIO()
+    Image.fromarray(arr, "RGB").save(buf, format="PNG", transparency=rgb("#2ca02c"))  # a tRNS colour key
+    data = buf.getvalue()
+    assert not masks._spng_decodes(Image.open(io.BytesIO(data)), data)  # libspng is not asked
+    out = decode(data)
+    assert out.route == "colour" and out.transparent_pixels == int((mask == 1).sum())
+    assert np.array_equal(out.array, np.where(mask == 1, 0, mask))
