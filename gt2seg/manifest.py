@@ -30,9 +30,9 @@ class ColorEntry:
     color: str | None  # '#rrggbb' lower-case, None for pre-hex-color jobs
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
-    """A usable line: an image, its mask, and that line's own colour map."""
+    """A usable line: an image, its mask, and that line's own colour map. Slots: one is held per line."""
 
     line: int
     source_ref: str

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gt2seg.convert import ConvertOptions, convert
+from gt2seg.convert import ConvertOptions, _assign_names, convert
 from gt2seg.errors import ConversionError, Gt2SegError, ManifestError, SplitError
+from gt2seg.manifest import Record
 from gtjob import Job, blocks, color_png, palette_png, standard_job, tree
 
 
@@ -324,3 +325,10 @@ def test_an_out_written_before_placed_json_existed_is_still_re_placed(tmp_path):
     fresh = tmp_path / "fresh"
     run(manifest, fresh, seed=2)
     assert tree(out).keys() - tree(fresh).keys() == {"train/notes.txt"}
+
+
+def test_names_are_the_stems_and_stems_shared_by_other_sources_whatever_their_case_get_a_hash():
+    """The names gt2seg has always given (a re-run must find its cache): a repeated ref is no collision."""
+    refs = ["a/IMG.jpg", "b/img.png", "c/other.jpg", "c/other.jpg", "d/x y.jpg", "s3://b/e/Img.JPG"]
+    records = [Record(line, ref, "label-ref", "mask.png", ()) for line, ref in enumerate(refs, 1)]
+    assert _assign_names(records) == ["IMG-9e868685", "img-1cc00a7a", "other", "other", "x_y", "Img-672cd686"]
