@@ -9,6 +9,7 @@ previous layout (if any) as it was.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import multiprocessing
@@ -16,7 +17,9 @@ import os
 import re
 import sys
 import threading
+from array import array
 from collections import Counter, deque
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -169,21 +172,23 @@ def resolve_ref(ref: str, manifest_uri: str, ref_roots, root: str | None = None,
     return storage.join(root or storage.parent(manifest_uri), ref, links)
 
 
-def _assign_names(records: list[Record]) -> list[str]:
-    """Output name per record (in order): the image's stem; stems shared by different sources
-    get a short hash of the source ref, so every name is unique and stable. Kept per stem: its
-    first source only (a stem that meets another source is marked shared), not all of them."""
+def _assign_names(records: list[Record]) -> Callable[[Record], str]:
+    """The output name of each of `records`: the image's stem; stems shared by different sources
+    get a short hash of the source ref, so every name is unique and stable. Only the shared stems
+    are kept (a name is derived again when wanted), so naming holds nothing per line."""
     first: dict[str, str] = {}  # lower-cased stem -> the first source ref with it
     shared: set[str] = set()
-    stems = []
     for r in records:
-        stem = _stem(r.source_ref)
-        stems.append(stem)
-        if first.setdefault(stem.lower(), r.source_ref) != r.source_ref:
-            shared.add(stem.lower())
+        stem = _stem(r.source_ref).lower()
+        if first.setdefault(stem, r.source_ref) != r.source_ref:
+            shared.add(stem)
     del first
-    return [f"{stem}-{hashlib.sha1(r.source_ref.encode()).hexdigest()[:8]}" if stem.lower() in shared else stem
-            for r, stem in zip(records, stems)]
+
+    def name(record: Record) -> str:
+        stem = _stem(record.source_ref)
+        return f"{stem}-{hashlib.sha1(record.source_ref.encode()).hexdigest()[:8]}" if stem.lower() in shared else stem
+
+    return name
 
 
 def _in_shard(name: str, shard) -> bool:
@@ -198,7 +203,10 @@ def _init_worker(max_pixels):
 def _init_pool_worker(max_pixels, aws_environment):
     """Read S3 as the caller does now (the forkserver keeps the environment it started with), and
     end this worker when the main process ends, even by kill -9: an idle pool worker would
-    otherwise wait on its queue forever, and keep the forkserver alive with it."""
+    otherwise wait on its queue forever, and keep the forkserver alive with it. What the worker
+    was forked with is frozen out of its garbage collections, which would otherwise touch (and so
+    copy) every page it shares with the forkserver: its memory stays flat however long it runs."""
+    gc.freeze()
     _init_worker(max_pixels)
     for name in [n for n in os.environ if n.startswith("AWS_")]:
         del os.environ[name]
@@ -437,7 +445,7 @@ def convert_job(job: Job, out_dir, options: ConvertOptions = ConvertOptions()) -
 def _map(job: Job, out: Path, options: ConvertOptions) -> tuple[ShardRecord, int]:
     """Convert this shard's items into the cache, then write its results and record (record last).
 
-    Per item the parent keeps only (name, record) and checks its refs by their paths: the workers
+    Per item the parent keeps only its record's index and checks its refs by their paths: the workers
     build each task (refs, fingerprint, cache look-up) and return its results line. Items go out in
     name order, so their lines are written to the results file as they come back."""
     manifest, table = job.manifest, job.table
@@ -451,8 +459,10 @@ def _map(job: Job, out: Path, options: ConvertOptions) -> tuple[ShardRecord, int
     skipped: list[Skipped] = list(manifest.skipped)  # the job's own: the same in every shard
     errors: list[ItemError] = []
     seen_sources: dict[str, int] = {}
-    members = []  # (name, record) of this shard's items
-    for record, name in zip(manifest.records, _assign_names(manifest.records)):
+    records, name_of = manifest.records, _assign_names(manifest.records)
+    members = array("I")  # this shard's items, as indices into records
+    for index, record in enumerate(records):
+        name = name_of(record)
         if record.source_ref in seen_sources:
             skipped.append(Skipped(record.line, "duplicate-source",
                                    f"same source-ref as line {seen_sources[record.source_ref]}"))
@@ -466,7 +476,7 @@ def _map(job: Job, out: Path, options: ConvertOptions) -> tuple[ShardRecord, int
         except StorageError as exc:
             errors.append(ItemError(record.line, str(exc)))
             continue
-        members.append((name, record))
+        members.append(index)
         if id(record.color_map) not in map_of:
             if record.color_map not in maps:
                 entries = line_entries(record, table)
@@ -481,11 +491,11 @@ def _map(job: Job, out: Path, options: ConvertOptions) -> tuple[ShardRecord, int
                        len(table.classes), str(cache), cache.is_dir())
     with layout.writing(cache, "create"):
         cache.mkdir(parents=True, exist_ok=True)
-    members.sort(key=lambda member: member[0])
+    members = array("I", sorted(members, key=lambda index: name_of(records[index])))
     sides = job.sides
-    items = ((name, r.line, r.source_ref, r.mask_ref, map_of[id(r.color_map)],
+    items = ((name_of(r), r.line, r.source_ref, r.mask_ref, map_of[id(r.color_map)],
               None if sides is None else sides[r.line])
-             for name, r in members)
+             for r in map(records.__getitem__, members))
     outcomes: Counter = Counter()
     item_skipped: list[Skipped] = []  # this shard's items left out
 

@@ -331,4 +331,4 @@ def test_names_are_the_stems_and_stems_shared_by_other_sources_whatever_their_ca
     """The names gt2seg has always given (a re-run must find its cache): a repeated ref is no collision."""
     refs = ["a/IMG.jpg", "b/img.png", "c/other.jpg", "c/other.jpg", "d/x y.jpg", "s3://b/e/Img.JPG"]
     records = [Record(line, ref, "label-ref", "mask.png", ()) for line, ref in enumerate(refs, 1)]
-    assert _assign_names(records) == ["IMG-9e868685", "img-1cc00a7a", "other", "other", "x_y", "Img-672cd686"]
+    assert list(map(_assign_names(records), records)) == ["IMG-9e868685", "img-1cc00a7a", "other", "other", "x_y", "Img-672cd686"]
