@@ -145,15 +145,21 @@ def _sweep_temps(out: Path) -> None:
                     path.unlink()
 
 
-def place(src: Path, dst: Path) -> None:
-    """Make dst the same bytes as src: a hard link where possible, else a copy."""
+def place(src: Path | str, dst: Path | str) -> None:
+    """Make dst the same bytes as src: a hard link where possible, else a copy. A new name is linked
+    in one step (two system calls: a large layout places many); any other through a temp name."""
     with writing(dst):
-        if dst.exists() and os.path.samefile(src, dst):
-            return
+        if os.path.exists(dst):
+            if os.path.samefile(src, dst):
+                return
+        else:
+            with contextlib.suppress(OSError):  # a missing folder, a name taken since, no links here: the long way
+                os.link(src, dst)
+                return
+        dst = Path(dst)
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = dst.with_name(f".{dst.name}.link.tmp")
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
         try:
             os.link(src, tmp)
         except OSError:
@@ -187,14 +193,14 @@ def materialize(out: Path, wanted: Mapping[str, Path]) -> None:
     before = _placed(out)
     order = sorted(wanted)  # keys only: `wanted` may compute its sources (gt2seg.reduce does)
     for rel in order:
-        if rel not in before and os.path.lexists(out / rel):
+        if rel not in before and os.path.lexists(os.path.join(out, rel)):
             raise OutputError(f"{out / rel} was not written by gt2seg, which would replace it; move it "
                               f"out of {out}")
     leaving = sorted(before - wanted.keys())
     del before  # lists and merges below, no set of every path: memory per layout file stays a pointer
     _write_paths(out / CACHE / PLACED, heapq.merge(leaving, order))
     for rel in order:
-        place(wanted[rel], out / rel)
+        place(wanted[rel], os.path.join(out, rel))
     for rel in leaving:
         with writing(out / rel, "remove"):
             (out / rel).unlink(missing_ok=True)

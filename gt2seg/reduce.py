@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -90,8 +91,8 @@ class _Sources(Mapping):
     def __setitem__(self, relative: str, folder: Path) -> None:
         self._folders[relative] = folder
 
-    def __getitem__(self, relative: str) -> Path:
-        return self._folders[relative] / relative.rsplit("/", 1)[-1]
+    def __getitem__(self, relative: str) -> str:
+        return os.path.join(self._folders[relative], relative.rsplit("/", 1)[-1])
 
     def __iter__(self):
         return iter(self._folders)
@@ -113,9 +114,10 @@ def _checked(item: dict, record: ShardRecord) -> dict:
     return item
 
 
-def reduce(records: list[ShardRecord], out: Path, resumed: int = 0) -> Report:
+def reduce(records: list[ShardRecord], out: Path, resumed: int = 0, check: bool = True) -> Report:
     """Write the layout of the complete shard set `records` (see gt2seg.shards.complete_set) at `out`,
-    which the caller holds (layout.claim)."""
+    which the caller holds (layout.claim). check=False: the caller wrote the shards under that same
+    hold (convert), so no other run can have changed their items since (see _checked)."""
     first = records[0]
     options = first.options
     table = json.loads(first.classes_json)
@@ -147,7 +149,8 @@ def reduce(records: list[ShardRecord], out: Path, resumed: int = 0) -> Report:
     with contextlib.ExitStack() as stack:  # manifests streamed to temp files, renamed once placed
         manifests = {side: stack.enter_context(layout.streamed(out / f"{side}.manifest")) for side in layout.SIDES}
         for position, (item, record) in enumerate(merged_results(records)):
-            _checked(item, record)
+            if check:
+                _checked(item, record)
             name, side = item["name"], layout.SIDES[validation[position]]
             image, mask = f"{side}/{name}{item['image_ext']}", f"{layout.annotation_dir(side)}/{name}.png"
             wanted[image] = wanted[mask] = record.cache
