@@ -130,7 +130,8 @@ class _Task:
 @dataclass(frozen=True)
 class _Context:
     """What every item of a run shares, sent with each chunk: an item itself travels as a short tuple
-    (see _items) and the worker builds its task (resolves its refs, fingerprints its files)."""
+    (name, line, source ref, mask ref, index in `maps`, fixed side or None), from which the worker
+    builds its task (see _task)."""
 
     manifest: str
     root: str | None
@@ -186,7 +187,9 @@ def _assign_names(records: list[Record]) -> Callable[[Record], str]:
 
     def name(record: Record) -> str:
         stem = _stem(record.source_ref)
-        return f"{stem}-{hashlib.sha1(record.source_ref.encode()).hexdigest()[:8]}" if stem.lower() in shared else stem
+        if stem.lower() in shared:
+            return f"{stem}-{hashlib.sha1(record.source_ref.encode()).hexdigest()[:8]}"
+        return stem
 
     return name
 
