@@ -9,6 +9,7 @@ previous layout (if any) as it was.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import multiprocessing
@@ -16,7 +17,9 @@ import os
 import re
 import sys
 import threading
+from array import array
 from collections import Counter, deque
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -32,7 +35,7 @@ from gt2seg.images import prepare_image
 from gt2seg.manifest import Manifest, Record, Skipped, read_manifest
 from gt2seg.masks import UNKNOWN_POLICIES, Entry, MaskPolicy, decode_mask, encode_mask, line_entries
 from gt2seg.reduce import Report, reduce
-from gt2seg.shards import ItemResult, ShardRecord, results_name, write_record, write_results
+from gt2seg.shards import ItemResult, ShardRecord, result_line, results_name, write_record, write_results
 
 FORMAT_VERSION = 1
 # What the layout does not depend on: left out of the options a shard record compares.
@@ -124,6 +127,23 @@ class _Task:
     fingerprint: str
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What every item of a run shares, sent with each chunk: an item itself travels as a short tuple
+    (name, line, source ref, mask ref, index in `maps`, fixed side or None), from which the worker
+    builds its task (see _task)."""
+
+    manifest: str
+    root: str | None
+    ref_roots: tuple[tuple[str, str], ...]
+    maps: tuple[tuple[tuple[Entry, ...], str], ...]  # (entries, settings) per distinct colour map
+    policy: MaskPolicy
+    palette: bytes
+    num_classes: int
+    cache: str
+    reuse: bool  # whether the cache may hold items (a first run looks none up)
+
+
 _NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -132,14 +152,15 @@ def _stem(ref: str) -> str:
     return (_NAME.sub("_", storage.stem(ref)).strip("._-") or "image")[:120]
 
 
-def resolve_ref(ref: str, manifest_uri: str, ref_roots, root: str | None = None) -> str:
+def resolve_ref(ref: str, manifest_uri: str, ref_roots, root: str | None = None, links: bool = True) -> str:
     """Where a manifest ref is read from: --ref-root rewrites first, then s3://
-    as is, relative paths under `root` (default: the manifest's folder); nothing may escape."""
+    as is, relative paths under `root` (default: the manifest's folder); nothing may escape.
+    links=False: without the symbolic-link check (see storage.join), which the workers make."""
     if "\0" in ref:
         raise StorageError(f"{ref!r} holds a NUL character, which no file or object name can; fix the ref")
     for prefix, folder in ref_roots:  # not `root`: a loop without a match must leave it as given
         if ref.startswith(prefix):
-            return storage.join(folder, ref[len(prefix):])
+            return storage.join(folder, ref[len(prefix):], links)
     if storage.is_s3(ref):
         return ref
     if "://" in ref:
@@ -149,22 +170,28 @@ def resolve_ref(ref: str, manifest_uri: str, ref_roots, root: str | None = None)
             f"{ref!r} is an absolute local path; refs must be s3:// URIs or relative to the manifest. "
             "To read local absolute paths on purpose, map them with --ref-root /=/"
         )
-    return storage.join(root or storage.parent(manifest_uri), ref)
+    return storage.join(root or storage.parent(manifest_uri), ref, links)
 
 
-def _assign_names(records: list[Record]) -> dict[int, str]:
-    """Output name per line: the image's stem; stems shared by different sources
-    get a short hash of the source ref, so every name is unique and stable."""
-    by_stem: dict[str, set] = {}
+def _assign_names(records: list[Record]) -> Callable[[Record], str]:
+    """The output name of each of `records`: the image's stem; stems shared by different sources
+    get a short hash of the source ref, so every name is unique and stable. Only the shared stems
+    are kept (a name is derived again when wanted), so naming holds nothing per line."""
+    first: dict[str, str] = {}  # lower-cased stem -> the first source ref with it
+    shared: set[str] = set()
     for r in records:
-        by_stem.setdefault(_stem(r.source_ref).lower(), set()).add(r.source_ref)
-    names = {}
-    for r in records:
-        stem = _stem(r.source_ref)
-        if len(by_stem[stem.lower()]) > 1:
-            stem = f"{stem}-{hashlib.sha1(r.source_ref.encode()).hexdigest()[:8]}"
-        names[r.line] = stem
-    return names
+        stem = _stem(r.source_ref).lower()
+        if first.setdefault(stem, r.source_ref) != r.source_ref:
+            shared.add(stem)
+    del first
+
+    def name(record: Record) -> str:
+        stem = _stem(record.source_ref)
+        if stem.lower() in shared:
+            return f"{stem}-{hashlib.sha1(record.source_ref.encode()).hexdigest()[:8]}"
+        return stem
+
+    return name
 
 
 def _in_shard(name: str, shard) -> bool:
@@ -179,7 +206,10 @@ def _init_worker(max_pixels):
 def _init_pool_worker(max_pixels, aws_environment):
     """Read S3 as the caller does now (the forkserver keeps the environment it started with), and
     end this worker when the main process ends, even by kill -9: an idle pool worker would
-    otherwise wait on its queue forever, and keep the forkserver alive with it."""
+    otherwise wait on its queue forever, and keep the forkserver alive with it. What the worker
+    was forked with is frozen out of its garbage collections, which would otherwise touch (and so
+    copy) every page it shares with the forkserver: its memory stays flat however long it runs."""
+    gc.freeze()
     _init_worker(max_pixels)
     for name in [n for n in os.environ if n.startswith("AWS_")]:
         del os.environ[name]
@@ -193,8 +223,8 @@ def _exit_with(parent):
 
 
 def _convert_item(task: _Task, image_read, mask_read):
-    """Worker: converts one item from its reads (futures of bytes) into the cache; returns None,
-    or ('missing'|'error', line, message)."""
+    """Worker: converts one item from its reads (futures of bytes) into the cache; returns the cache
+    record it wrote (a dict), or ('missing'|'error', line, message)."""
     try:
         image_bytes = image_read.result()
         mask_bytes = mask_read.result()
@@ -217,8 +247,9 @@ def _convert_item(task: _Task, image_read, mask_read):
         transparent_pixels=decoded.transparent_pixels, unknown_pixels=decoded.unknown_pixels,
     )
     # Compact: an internal record, and json's C encoder only runs without indent (0.03 ms, not 0.4).
-    layout.atomic_write(cache / f"{task.name}.json", json.dumps(vars(result)) + "\n")
-    return None
+    record = vars(result)
+    layout.atomic_write(cache / f"{task.name}.json", json.dumps(record) + "\n")
+    return record
 
 
 _fetchers: dict = {}
@@ -239,38 +270,78 @@ def _close_fetchers() -> None:
     _fetchers.clear()
 
 
-def _convert_stream(tasks, prefetch: int):
-    """Convert `tasks` in order while the reads of the next `prefetch` items are in flight."""
-    fetcher, pending = _fetcher(prefetch), iter(tasks)
-    window = deque((t, fetcher.fetch(t.source), fetcher.fetch(t.mask)) for t in islice(pending, prefetch))
+def _task(item: tuple, context: _Context) -> _Task | tuple:
+    """Worker: the item's task, or its outcome when it needs no conversion (cached) or cannot have one
+    (a ref leading outside its folder through a symbolic link)."""
+    name, line, source_ref, mask_ref, colour_map, side = item
+    try:
+        source = resolve_ref(source_ref, context.manifest, context.ref_roots, context.root)
+        mask = resolve_ref(mask_ref, context.manifest, context.ref_roots, context.root)
+    except StorageError as exc:
+        return ("error", line, str(exc))
+    entries, settings = context.maps[colour_map]
+    task = _Task(name, line, source, mask, entries, context.policy, context.palette, context.num_classes,
+                 context.cache, _fingerprint(source_ref, mask_ref, source, mask, settings))
+    cached = _cached(task) if context.reuse else None
+    return task if cached is None else ("cached", line, _result_line(cached, side))
+
+
+def _converted(task: _Task, side: str | None, image_read, mask_read) -> tuple:
+    """Worker: converts one task; its outcome ('converted'|'missing'|'error', line, results line or message)."""
+    converted = _convert_item(task, image_read, mask_read)
+    if isinstance(converted, tuple):
+        return converted
+    return ("converted", task.line, _result_line(converted, side))
+
+
+def _result_line(data: dict, side: str | None) -> str:
+    """An item's line of the results file: its cache record, with its fixed side when the job has them."""
+    if side is not None:
+        data["side"] = side
+    return result_line(data)
+
+
+def _convert_stream(items, context: _Context, prefetch: int):
+    """Each item's outcome, in order, while the reads of the next `prefetch` items are in flight."""
+    fetcher, pending = _fetcher(prefetch), iter(items)
+
+    def started(item):
+        task = _task(item, context)
+        if isinstance(task, tuple):
+            return task, None, None, None
+        return task, item[-1], fetcher.fetch(task.source), fetcher.fetch(task.mask)
+
+    window = deque(started(item) for item in islice(pending, prefetch))
     while window:
-        task, image, mask = window.popleft()
+        task, side, image, mask = window.popleft()
         following = next(pending, None)
         if following is not None:
-            window.append((following, fetcher.fetch(following.source), fetcher.fetch(following.mask)))
-        yield _convert_item(task, image, mask)
+            window.append(started(following))
+        yield task if isinstance(task, tuple) else _converted(task, side, image, mask)
 
 
-def _convert_chunk(tasks: list[_Task], prefetch: int) -> list:
-    return list(_convert_stream(tasks, prefetch))
+def _convert_chunk(items: list[tuple], context: _Context, prefetch: int) -> list:
+    return list(_convert_stream(items, context, prefetch))
 
 
-def _cached(task: _Task) -> bool:
-    """Whether the cache holds this item, converted from the same inputs with the same settings."""
+def _cached(task: _Task) -> dict | None:
+    """The item's cache record, if the cache holds it converted from the same inputs with the same settings."""
     cache = Path(task.cache)
     try:
         data = json.loads((cache / f"{task.name}.json").read_text())
     except (OSError, ValueError):
-        return False
-    return (data.get("fingerprint") == task.fingerprint and (cache / f"{task.name}.jpg").is_file()
-            and (cache / f"{task.name}.png").is_file())
+        return None
+    if (data.get("fingerprint") == task.fingerprint and (cache / f"{task.name}.jpg").is_file()
+            and (cache / f"{task.name}.png").is_file()):
+        return data
+    return None
 
 
-def _fingerprint(record: Record, source: str, mask: str, settings: str) -> str:
+def _fingerprint(source_ref: str, mask_ref: str, source: str, mask: str, settings: str) -> str:
     """What an item's cached output depends on: its refs and, for local files, their size and
     mtime (a file changed in place under the same ref is converted again), and the colour
     map, options and palette."""
-    files = f"{record.source_ref}\0{record.mask_ref}\0{storage.version(source)}\0{storage.version(mask)}"
+    files = f"{source_ref}\0{mask_ref}\0{storage.version(source)}\0{storage.version(mask)}"
     return hashlib.sha256(f"{files}\0{settings}".encode()).hexdigest()
 
 
@@ -279,10 +350,10 @@ def _settings(entries, policy, palette) -> str:
                        [policy.unknown, policy.alpha_threshold, policy.resize], palette.hex()])
 
 
-def _run(tasks, count: int, options: ConvertOptions):
-    """Each of the `count` tasks' outcome, in order. The parent only builds tasks as chunks are
-    wanted (a bounded number in flight) and counts: reads, decodes and cache writes all happen in
-    the workers."""
+def _run(items, count: int, context: _Context, options: ConvertOptions):
+    """Each of the `count` items' outcome, in order. The parent only hands out items (short tuples) as
+    chunks are wanted (a bounded number in flight) and counts: refs, reads, decodes and cache writes
+    all happen in the workers."""
     from tqdm import tqdm
 
     bar = tqdm(total=count, unit="img", desc="convert", file=sys.stderr, disable=not options.progress)
@@ -290,21 +361,21 @@ def _run(tasks, count: int, options: ConvertOptions):
     try:
         if options.workers == 1 or count < 2:
             _init_worker(options.max_pixels)
-            for outcome in _convert_stream(tasks, options.prefetch):
+            for outcome in _convert_stream(items, context, options.prefetch):
                 yield outcome
                 bar.update()
             return
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        context = multiprocessing.get_context(method)
+        mp_context = multiprocessing.get_context(method)
         if method == "forkserver":  # workers fork with gt2seg already imported (a no-op once the server runs)
-            context.set_forkserver_preload([__name__])
+            mp_context.set_forkserver_preload([__name__])
         # Small chunks: the last ones decide when the pool is done, so they bound the idle tail.
         size = max(1, min(16, count // (options.workers * 8)))
         aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
-        convert_chunk = partial(_convert_chunk, prefetch=options.prefetch)
-        with ProcessPoolExecutor(options.workers, context, _init_pool_worker,
+        convert_chunk = partial(_convert_chunk, context=context, prefetch=options.prefetch)
+        with ProcessPoolExecutor(options.workers, mp_context, _init_pool_worker,
                                  (options.max_pixels, aws)) as pool:
-            for chunk in iter(lambda: list(islice(tasks, size)), []):
+            for chunk in iter(lambda: list(islice(items, size)), []):
                 window.append(pool.submit(convert_chunk, chunk))
                 while len(window) > 2 * options.workers or (window and window[0].done()):
                     outcomes = window.popleft().result()
@@ -331,9 +402,13 @@ def _job_identity(job: Job) -> str:
     manifest, digest = job.manifest, hashlib.sha256()
     digest.update(json.dumps([storage.canonical(manifest.uri), manifest.lines, manifest.chosen, job.table.to_json(),
                               [asdict(s) for s in manifest.skipped]]).encode())
+    maps: dict[int, str] = {}  # id of a (shared) colour map -> its JSON: each map is dumped once
     for r in manifest.records:
-        digest.update(json.dumps([r.line, r.source_ref, r.attribute, r.mask_ref,
-                                  [(e.key, e.name, e.color) for e in r.color_map]]).encode())
+        if id(r.color_map) not in maps:
+            maps[id(r.color_map)] = json.dumps([(e.key, e.name, e.color) for e in r.color_map])
+        # json.dumps([line, source, attribute, mask, colour map]), the map's part reused
+        digest.update(f"{json.dumps([r.line, r.source_ref, r.attribute, r.mask_ref])[:-1]}, {maps[id(r.color_map)]}]"
+                      .encode())
     if job.sides is not None:
         digest.update(json.dumps(sorted(job.sides.items())).encode())
     digest.update(json.dumps(["root", job.root]).encode())
@@ -349,10 +424,12 @@ def convert(manifest_uri: str, out_dir, options: ConvertOptions = ConvertOptions
     another run, or has the user's files where the layout goes), SplitError
     or StorageError.
     """
-    manifest_uri = str(manifest_uri)
+    return convert_job(_read_job(str(manifest_uri), options), out_dir, options)  # no reference kept: see convert_job
+
+
+def _read_job(manifest_uri: str, options: ConvertOptions) -> Job:
     manifest = read_manifest(manifest_uri, options.label_attributes)
-    job = Job(manifest, ClassTable.build(manifest.records), (manifest_uri,) + tuple(r for _, r in options.ref_roots))
-    return convert_job(job, out_dir, options)
+    return Job(manifest, ClassTable.build(manifest.records), (manifest_uri,) + tuple(r for _, r in options.ref_roots))
 
 
 def convert_job(job: Job, out_dir, options: ConvertOptions = ConvertOptions()) -> Report | ShardReport:
@@ -361,8 +438,9 @@ def convert_job(job: Job, out_dir, options: ConvertOptions = ConvertOptions()) -
     out = Path(out_dir)
     with layout.claim(out, list(job.inputs)):
         record, resumed = _map(job, out, options)
+        del job  # the reduce reads the results, not the records: they are freed here unless the caller keeps them
         if options.shard is None:
-            return reduce([record], out, resumed)
+            return reduce([record], out, resumed, check=False)  # its own shard, written under this claim
     return ShardReport(shard=record.label, manifest=record.manifest, output=str(out.resolve()),
                        items=record.items, resumed=resumed,
                        skipped_by_reason=dict(sorted(Counter(s["reason"] for s in record.skipped + record.item_skipped).items())))
@@ -371,94 +449,82 @@ def convert_job(job: Job, out_dir, options: ConvertOptions = ConvertOptions()) -
 def _map(job: Job, out: Path, options: ConvertOptions) -> tuple[ShardRecord, int]:
     """Convert this shard's items into the cache, then write its results and record (record last).
 
-    Per item the parent keeps only (name, record, cached) until the end: tasks are built as the
-    workers ask for them, and results stay in the cache until written, in name order."""
+    Per item the parent keeps only its record's index and checks its refs by their paths: the workers
+    build each task (refs, fingerprint, cache look-up) and return its results line. Items go out in
+    name order, so their lines are written to the results file as they come back."""
     manifest, table = job.manifest, job.table
     shard = options.shard or (0, 1)
     policy = MaskPolicy(options.unknown_color, options.alpha_threshold, options.resize_masks)
     palette, cache = table.palette(), layout.cache_dir(out)
-    entries_by_map: dict = {}  # lines with the same colour map share their entries and settings
-
-    def refs(record: Record) -> tuple[str, str]:
-        return (resolve_ref(record.source_ref, manifest.uri, options.ref_roots, job.root),
-                resolve_ref(record.mask_ref, manifest.uri, options.ref_roots, job.root))
-
-    def task_of(name: str, record: Record) -> _Task:
-        source, mask = refs(record)
-        if record.color_map not in entries_by_map:
-            entries = line_entries(record, table)
-            entries_by_map[record.color_map] = (entries, _settings(entries, policy, palette))
-        entries, settings = entries_by_map[record.color_map]
-        return _Task(name, record.line, source, mask, entries, policy, palette, len(table.classes),
-                     cache_folder, _fingerprint(record, source, mask, settings))
-
-    cache_folder, reuse = str(cache), cache.is_dir()
+    root = job.root or storage.parent(manifest.uri)
+    maps: dict = {}  # colour map -> its index in the context's maps: lines with the same map share them
+    map_of: dict[int, int] = {}  # id of a record's (shared) colour map -> that index: no tuple hashed per line
+    shared_maps = []
     skipped: list[Skipped] = list(manifest.skipped)  # the job's own: the same in every shard
     errors: list[ItemError] = []
-    names = _assign_names(manifest.records)
     seen_sources: dict[str, int] = {}
-    members = []  # (name, record, cached) of this shard's items
-    for record in manifest.records:
+    records, name_of = manifest.records, _assign_names(manifest.records)
+    members = array("I")  # this shard's items, as indices into records
+    for index, record in enumerate(records):
+        name = name_of(record)
         if record.source_ref in seen_sources:
             skipped.append(Skipped(record.line, "duplicate-source",
                                    f"same source-ref as line {seen_sources[record.source_ref]}"))
             continue
         seen_sources[record.source_ref] = record.line
-        name = names[record.line]
         if not _in_shard(name, shard):
             continue
-        try:
-            if reuse:
-                cached = _cached(task_of(name, record))
-            else:  # a first run has no cache to look in; every ref is still checked before any item converts
-                refs(record)
-                cached = False
-            members.append((name, record, cached))
+        try:  # every ref is checked by its path before any item converts (symbolic links: by the workers)
+            for ref in (record.source_ref, record.mask_ref):
+                resolve_ref(ref, manifest.uri, options.ref_roots, root, links=False)
         except StorageError as exc:
             errors.append(ItemError(record.line, str(exc)))
-    del seen_sources, names
+            continue
+        members.append(index)
+        if id(record.color_map) not in map_of:
+            if record.color_map not in maps:
+                entries = line_entries(record, table)
+                maps[record.color_map] = len(shared_maps)
+                shared_maps.append((entries, _settings(entries, policy, palette)))
+            map_of[id(record.color_map)] = maps[record.color_map]
+    del seen_sources, maps
     if errors and options.on_error == "fail":
         raise ConversionError(errors)
 
+    context = _Context(manifest.uri, root, options.ref_roots, tuple(shared_maps), policy, palette,
+                       len(table.classes), str(cache), cache.is_dir())
     with layout.writing(cache, "create"):
         cache.mkdir(parents=True, exist_ok=True)
-    resumed = sum(cached for _, _, cached in members)
-    failed, item_skipped = set(), []  # this shard's items left out
-    pending = (task_of(name, record) for name, record, cached in members if not cached)
-    for outcome in _run(pending, len(members) - resumed, options):
-        if outcome is None:
-            continue
-        failed.add(outcome[1])
-        if outcome[0] == "missing":
-            item_skipped.append(Skipped(outcome[1], "missing-object", outcome[2]))
-        else:
-            errors.append(ItemError(outcome[1], outcome[2]))
-    if errors:
-        if options.on_error == "fail":
-            raise ConversionError(sorted(errors, key=lambda e: e.line))
-        item_skipped += [Skipped(e.line, "invalid", e.detail) for e in errors]
+    members = array("I", sorted(members, key=lambda index: name_of(records[index])))
+    sides = job.sides
+    items = ((name_of(r), r.line, r.source_ref, r.mask_ref, map_of[id(r.color_map)],
+              None if sides is None else sides[r.line])
+             for r in map(records.__getitem__, members))
+    outcomes: Counter = Counter()
+    item_skipped: list[Skipped] = []  # this shard's items left out
 
-    members.sort(key=lambda member: member[0])
-    items = write_results(out / layout.CACHE / results_name(*shard),
-                          _results(members, failed, cache, job.sides))
+    def results_lines():
+        for kind, line, detail in _run(items, len(members), context, options):
+            outcomes[kind] += 1
+            if kind in ("converted", "cached"):
+                yield detail
+            elif kind == "missing":
+                item_skipped.append(Skipped(line, "missing-object", detail))
+            else:
+                errors.append(ItemError(line, detail))
+        errors.sort(key=lambda e: e.line)
+        if errors and options.on_error == "fail":  # raised inside: the results file is not written
+            raise ConversionError(errors)
+
+    count = write_results(out / layout.CACHE / results_name(*shard), results_lines())
+    item_skipped.sort(key=lambda s: s.line)
+    item_skipped += [Skipped(e.line, "invalid", e.detail) for e in errors]
     record = ShardRecord(
         shard=list(shard), job=_job_identity(job), options=options.layout_options(), manifest=manifest.uri,
         lines=manifest.lines, label_attributes=list(manifest.chosen), attribute=_attribute_key(manifest),
         classes_json=table.to_json(), class_warnings=list(table.warnings), fixed_sides=job.sides is not None,
-        skipped=[asdict(s) for s in skipped], item_skipped=[asdict(s) for s in item_skipped], items=items,
+        skipped=[asdict(s) for s in skipped], item_skipped=[asdict(s) for s in item_skipped], items=count,
         folder=str(out),
     )
     write_record(out, record)
-    return record, resumed
-
-
-def _results(members, failed: set, cache: Path, sides):
-    """The converted members' cache records (those cached before, or converted now), in name order,
-    each with its fixed side when the job has them."""
-    for name, record, _ in members:
-        if record.line in failed:
-            continue
-        data = json.loads((cache / f"{name}.json").read_text())
-        if sides is not None:
-            data["side"] = sides[record.line]
-        yield data
+    return record, outcomes["cached"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import heapq
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Mapping
 
+from gt2seg.atomic import atomic_path
 from gt2seg.atomic import atomic_write as _atomic_write
 from gt2seg.errors import Gt2SegError, OutputError
 from gt2seg.split import TRAIN, VALIDATION
@@ -64,6 +66,23 @@ def atomic_write(path: Path, data: bytes | str) -> None:
 
 def write_json(path: Path, obj) -> None:
     atomic_write(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+@contextlib.contextmanager
+def streamed(path: Path):
+    """A text file written line by line under a temp name, renamed onto `path` when the block ends cleanly."""
+    with writing(path), atomic_path(path) as tmp, open(tmp, "w") as f:
+        yield f
+
+
+def _write_paths(path: Path, paths) -> None:
+    """write_json of the list `paths`, streamed: a large layout's list is never one string in memory."""
+    with streamed(path) as f:
+        separator = "[\n  "
+        for rel in paths:
+            f.write(separator + json.dumps(rel))
+            separator = ",\n  "
+        f.write("[]\n" if separator.startswith("[") else "\n]\n")
 
 
 def cache_dir(out: Path) -> Path:
@@ -126,15 +145,21 @@ def _sweep_temps(out: Path) -> None:
                     path.unlink()
 
 
-def place(src: Path, dst: Path) -> None:
-    """Make dst the same bytes as src: a hard link where possible, else a copy."""
+def place(src: Path | str, dst: Path | str) -> None:
+    """Make dst the same bytes as src: a hard link where possible, else a copy. A new name is linked
+    in one step (two system calls: a large layout places many); any other through a temp name."""
     with writing(dst):
-        if dst.exists() and os.path.samefile(src, dst):
-            return
+        if os.path.exists(dst):
+            if os.path.samefile(src, dst):
+                return
+        else:
+            with contextlib.suppress(OSError):  # a missing folder, a name taken since, no links here: the long way
+                os.link(src, dst)
+                return
+        dst = Path(dst)
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = dst.with_name(f".{dst.name}.link.tmp")
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
         try:
             os.link(src, tmp)
         except OSError:
@@ -166,17 +191,20 @@ def materialize(out: Path, wanted: Mapping[str, Path]) -> None:
     """
     out = Path(out)
     before = _placed(out)
-    for rel in sorted(wanted.keys() - before):
-        if os.path.lexists(out / rel):
+    order = sorted(wanted)  # keys only: `wanted` may compute its sources (gt2seg.reduce does)
+    for rel in order:
+        if rel not in before and os.path.lexists(os.path.join(out, rel)):
             raise OutputError(f"{out / rel} was not written by gt2seg, which would replace it; move it "
                               f"out of {out}")
-    write_json(out / CACHE / PLACED, sorted(before | wanted.keys()))
-    for rel in sorted(wanted):  # keys only: `wanted` may compute its sources (gt2seg.reduce does)
-        place(wanted[rel], out / rel)
-    for rel in sorted(before - wanted.keys()):
+    leaving = sorted(before - wanted.keys())
+    del before  # lists and merges below, no set of every path: memory per layout file stays a pointer
+    _write_paths(out / CACHE / PLACED, heapq.merge(leaving, order))
+    for rel in order:
+        place(wanted[rel], os.path.join(out, rel))
+    for rel in leaving:
         with writing(out / rel, "remove"):
             (out / rel).unlink(missing_ok=True)
-    write_json(out / CACHE / PLACED, sorted(wanted))
+    _write_paths(out / CACHE / PLACED, order)
 
 
 def label_map() -> dict:

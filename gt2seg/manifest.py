@@ -32,13 +32,18 @@ class ColorEntry:
 
 @dataclass(frozen=True)
 class Record:
-    """A usable line: an image, its mask, and that line's own colour map."""
+    """A usable line: an image, its mask, and that line's own colour map. Slots: one is held per line."""
+
+    __slots__ = ("line", "source_ref", "attribute", "mask_ref", "color_map")  # slots=True needs Python 3.10
 
     line: int
     source_ref: str
     attribute: str
     mask_ref: str
     color_map: tuple[ColorEntry, ...]
+
+    def __reduce__(self):  # a frozen class with slots pickles through its constructor
+        return Record, (self.line, self.source_ref, self.attribute, self.mask_ref, self.color_map)
 
 
 @dataclass(frozen=True)

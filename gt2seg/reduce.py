@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -17,11 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from gt2seg import layout
-from gt2seg.atomic import atomic_path
 from gt2seg.classes import CLASSES_JSON
 from gt2seg.errors import ManifestError, ShardError
 from gt2seg.shards import ShardRecord, merged_results
-from gt2seg.split import SplitItem, assign
+from gt2seg.split import VALIDATION, assign_positions
 
 
 @dataclass
@@ -52,10 +52,9 @@ class Report:
         return out
 
 
-def _uri(out: Path, s3_prefix: str | None, relative: str) -> str:
-    if s3_prefix:
-        return f"{s3_prefix.rstrip('/')}/{relative}"
-    return str((out / relative).resolve())
+def _uri_base(out: Path, s3_prefix: str | None) -> str:
+    """What a layout file's URI starts with (then '/' and its path in the layout): OUT resolved once."""
+    return s3_prefix.rstrip("/") if s3_prefix else str(out.resolve())
 
 
 class _Totals:
@@ -92,8 +91,8 @@ class _Sources(Mapping):
     def __setitem__(self, relative: str, folder: Path) -> None:
         self._folders[relative] = folder
 
-    def __getitem__(self, relative: str) -> Path:
-        return self._folders[relative] / relative.rsplit("/", 1)[-1]
+    def __getitem__(self, relative: str) -> str:
+        return os.path.join(self._folders[relative], relative.rsplit("/", 1)[-1])
 
     def __iter__(self):
         return iter(self._folders)
@@ -115,50 +114,48 @@ def _checked(item: dict, record: ShardRecord) -> dict:
     return item
 
 
-@contextlib.contextmanager
-def _streamed(path: Path):
-    """A text file written line by line under a temp name, renamed onto `path` when the block ends cleanly."""
-    with layout.writing(path), atomic_path(path) as tmp, open(tmp, "w") as f:
-        yield f
-
-
-def reduce(records: list[ShardRecord], out: Path, resumed: int = 0) -> Report:
+def reduce(records: list[ShardRecord], out: Path, resumed: int = 0, check: bool = True) -> Report:
     """Write the layout of the complete shard set `records` (see gt2seg.shards.complete_set) at `out`,
-    which the caller holds (layout.claim)."""
+    which the caller holds (layout.claim). check=False: the caller wrote the shards under that same
+    hold (convert), so no other run can have changed their items since (see _checked)."""
     first = records[0]
     options = first.options
     table = json.loads(first.classes_json)
     names = [c["name"] for c in table]
     totals = _Totals(len(table))
-    split_items, sides, class_sets = [], {}, {}  # identical class sets are one object
+    # Per item in name order (both passes read the results in that order): its image hash (raw bytes) and
+    # classes for the split, then its side as one byte (1: validation). Identical class sets are one object.
+    groups, item_classes, class_sets, validation = [], [], {}, bytearray()
     for item, _ in merged_results(records):
         totals.add(item)
         if first.fixed_sides:
-            sides[item["name"]] = item["side"]
+            validation.append(item["side"] == VALIDATION)
         else:
             classes = frozenset(np.flatnonzero(item["pixels"]).tolist())
-            split_items.append(SplitItem(item["name"], item["sha256"], class_sets.setdefault(classes, classes)))
+            groups.append(bytes.fromhex(item["sha256"]))
+            item_classes.append(class_sets.setdefault(classes, classes))
     skipped = sorted(first.skipped + [s for r in records for s in r.item_skipped],
                      key=lambda s: (s["line"], s["reason"], s["detail"]))
     if not totals.converted:
         raise ManifestError(f"{first.manifest}: no item could be converted (see the skipped reasons: "
                             f"{dict(Counter(s['reason'] for s in skipped))})")
     if not first.fixed_sides:
-        sides = assign(split_items, options["validation_fraction"], options["seed"])
-        del split_items, class_sets
+        validation = assign_positions(groups, item_classes, options["validation_fraction"], options["seed"])
+    del groups, item_classes, class_sets
 
-    s3_prefix = options["s3_prefix"]
+    base = _uri_base(out, options["s3_prefix"])
     wanted = _Sources()
     present = {side: np.zeros(len(table), bool) for side in layout.SIDES}
     with contextlib.ExitStack() as stack:  # manifests streamed to temp files, renamed once placed
-        manifests = {side: stack.enter_context(_streamed(out / f"{side}.manifest")) for side in layout.SIDES}
-        for item, record in merged_results(records):
-            _checked(item, record)
-            name, side = item["name"], sides[item["name"]]
+        manifests = {side: stack.enter_context(layout.streamed(out / f"{side}.manifest")) for side in layout.SIDES}
+        for position, (item, record) in enumerate(merged_results(records)):
+            if check:
+                _checked(item, record)
+            name, side = item["name"], layout.SIDES[validation[position]]
             image, mask = f"{side}/{name}{item['image_ext']}", f"{layout.annotation_dir(side)}/{name}.png"
             wanted[image] = wanted[mask] = record.cache
             manifests[side].write(layout.manifest_text([
-                {"source-ref": _uri(out, s3_prefix, image), first.attribute: _uri(out, s3_prefix, mask)}]))
+                {"source-ref": f"{base}/{image}", first.attribute: f"{base}/{mask}"}]))
             present[side] |= np.asarray(item["pixels"]) > 0
         layout.materialize(out, wanted)
         del wanted
@@ -166,7 +163,7 @@ def reduce(records: list[ShardRecord], out: Path, resumed: int = 0) -> Report:
         layout.write_json(out / layout.LABEL_MAP_DIR / layout.label_map_file(side), layout.label_map())
     layout.atomic_write(out / CLASSES_JSON, first.classes_json)
     layout.write_json(out / "channels.json", layout.channels(
-        {side: _uri(out, s3_prefix, f"{side}.manifest") for side in layout.SIDES}, first.attribute))
+        {side: f"{base}/{side}.manifest" for side in layout.SIDES}, first.attribute))
 
     warnings = list(first.class_warnings)
     if totals.rotated:
@@ -182,7 +179,7 @@ def reduce(records: list[ShardRecord], out: Path, resumed: int = 0) -> Report:
     report = Report(
         manifest=first.manifest, output=str(out.resolve()), label_attributes=first.label_attributes,
         lines=first.lines, converted=totals.converted,
-        splits={side: sum(1 for s in sides.values() if s == side) for side in layout.SIDES},
+        splits={side: validation.count(code) for code, side in enumerate(layout.SIDES)},
         classes=table,
         pixels_per_class=dict(zip(names, totals.pixels.tolist())),
         images_per_class=dict(zip(names, totals.images.tolist())),

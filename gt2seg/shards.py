@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Iterator
 
 from gt2seg import layout, storage
-from gt2seg.atomic import atomic_path
 from gt2seg.errors import ShardError
 
 FORMAT = 1
@@ -149,12 +148,17 @@ def complete_set(folders) -> list[ShardRecord]:
     return [by_index[i] for i in range(first.shard[1])]
 
 
-def write_results(path: Path, results: Iterator[dict]) -> int:
-    """Stream `results` (in name order) to `path` (temp, then renamed); returns how many."""
+def result_line(result: dict) -> str:
+    """One converted item's line of a results file."""
+    return json.dumps(result, separators=(",", ":")) + "\n"
+
+
+def write_results(path: Path, lines: Iterator[str]) -> int:
+    """Stream `lines` (see result_line; in name order) to `path` (temp, then renamed); returns how many."""
     count = 0
-    with layout.writing(path), atomic_path(path) as tmp, open(tmp, "w") as f:
-        for result in results:
-            f.write(json.dumps(result, separators=(",", ":")) + "\n")
+    with layout.streamed(path) as f:
+        for line in lines:
+            f.write(line)
             count += 1
     return count
 

@@ -27,23 +27,32 @@ class SplitItem:
     classes: frozenset  # class indices present (background included or not: it is ignored)
 
 
-def _rank(seed: int, key: str) -> str:
-    return hashlib.sha256(f"{seed}\0{key}".encode()).hexdigest()
+def _rank(seed: int, key: str | bytes) -> bytes:
+    """A sort key only: the raw digest orders as its hex would, in half the memory."""
+    return hashlib.sha256(f"{seed}\0{key.hex() if isinstance(key, bytes) else key}".encode()).digest()
 
 
 def assign(items: list[SplitItem], fraction: float, seed: int = 0) -> dict[str, str]:
     """Map item name -> TRAIN | VALIDATION."""
+    validation = assign_positions([item.group for item in items], [item.classes for item in items], fraction, seed)
+    return {item.name: VALIDATION if chosen else TRAIN for item, chosen in zip(items, validation)}
+
+
+def assign_positions(item_groups: list, item_classes: list[frozenset], fraction: float, seed: int = 0) -> bytearray:
+    """assign's split by position: item i (its group key, and its classes) goes to validation where the
+    result's byte i is 1. One byte per item, no name kept: what the reduce holds for a large job. A group
+    key given as bytes (a raw hash: half the memory of its hex) ranks as its hex, so the sides are the same."""
     if not 0 < fraction < 1:
         raise SplitError(f"validation fraction must be between 0 and 1 (exclusive), got {fraction}")
-    groups: dict[str, frozenset] = {}
+    groups: dict = {}
     shared: dict[frozenset, frozenset] = {}  # identical class sets are one object: memory flat per item
-    for item in items:
-        classes = groups.get(item.group, frozenset()) | {c for c in item.classes if c != 0}
-        groups[item.group] = shared.setdefault(classes, classes)
+    for group, present in zip(item_groups, item_classes):
+        classes = groups.get(group, frozenset()) | {c for c in present if c != 0}
+        groups[group] = shared.setdefault(classes, classes)
     del shared
     if len(groups) < 2:
         raise SplitError(
-            f"{len(items)} usable image(s) with {len(groups)} distinct content: at least 2 distinct "
+            f"{len(item_groups)} usable image(s) with {len(groups)} distinct content: at least 2 distinct "
             "images are needed for a train and a validation side"
         )
     frequency = Counter(c for classes in groups.values() for c in classes)
@@ -72,8 +81,7 @@ def assign(items: list[SplitItem], fraction: float, seed: int = 0) -> dict[str, 
     validation = {k for s, members in strata.items() for k in members[: quota[s]]}
     _repair(groups, validation, frequency, seed)
 
-    sides = {key: VALIDATION if key in validation else TRAIN for key in groups}
-    return {item.name: sides[item.group] for item in items}
+    return bytearray(group in validation for group in item_groups)
 
 
 def _repair(groups, validation, frequency, seed):

@@ -329,8 +329,9 @@ def parent(uri: str) -> str:
     return str(Path(uri).resolve().parent)
 
 
-def join(base: str, relative: str) -> str:
-    """`relative` resolved under `base`; raises StorageError if it escapes `base`."""
+def join(base: str, relative: str, links: bool = True) -> str:
+    """`relative` resolved under `base`; raises StorageError if it escapes `base`. links=False: by its
+    path only, without reading the file system (whether a symbolic link leads out is not checked)."""
     if is_s3(base):
         loc = parse_s3(base)
         prefix = loc.key.strip("/")
@@ -343,6 +344,8 @@ def join(base: str, relative: str) -> str:
     joined = os.path.normpath(os.path.join(root, relative))
     if os.path.commonpath([root, joined]) != root:
         raise StorageError(f"{relative!r} points outside {base}")
+    if not links:
+        return joined
     real_root, real = os.path.realpath(root), os.path.realpath(joined)
     if os.path.commonpath([real_root, real]) != real_root:
         raise StorageError(f"{relative!r} leads outside {base} through a symbolic link (to {real}); "

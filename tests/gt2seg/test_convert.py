@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gt2seg.convert import ConvertOptions, convert
+from gt2seg.convert import ConvertOptions, _assign_names, convert
 from gt2seg.errors import ConversionError, Gt2SegError, ManifestError, SplitError
+from gt2seg.manifest import Record
 from gtjob import Job, blocks, color_png, palette_png, standard_job, tree
 
 
@@ -309,6 +310,28 @@ def test_symlinks_inside_the_job_are_read_and_those_leaving_it_refused(tmp_path)
     assert "line 1" not in str(err.value)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_ref_leaving_through_a_symbolic_link_is_an_invalid_item_with_on_error_skip(tmp_path, workers):
+    job = standard_job(tmp_path / "job", n=4)
+    (tmp_path / "outside.jpg").write_bytes((tmp_path / "job" / "images" / "img01.jpg").read_bytes())
+    (tmp_path / "job" / "escape.jpg").symlink_to(tmp_path / "outside.jpg")
+    line = json.loads(job.lines[1])
+    line["source-ref"] = "escape.jpg"
+    job.lines[1] = json.dumps(line)
+    report = run(job.write(), tmp_path / "out", on_error="skip", workers=workers)
+    assert report.converted == 3 and report.skipped_by_reason == {"invalid": 1}
+    assert report.skipped[0]["line"] == 2 and "symbolic link" in report.skipped[0]["detail"]
+
+
+def test_placed_json_lists_every_placed_file_as_json_written_at_once_would(tmp_path):
+    out = tmp_path / "out"
+    run(standard_job(tmp_path / "job", n=4).write(), out)
+    placed = sorted(str(p.relative_to(out)) for d in ("train", "train_annotation", "validation", "validation_annotation")
+                    for p in (out / d).iterdir())
+    assert len(placed) == 8
+    assert (out / ".gt2seg" / "placed.json").read_text() == json.dumps(placed, indent=2) + "\n"
+
+
 def test_max_pixels_must_be_positive():
     with pytest.raises(Gt2SegError, match="max_pixels must be a positive number of pixels, got -5"):
         ConvertOptions(max_pixels=-5)
@@ -324,3 +347,10 @@ def test_an_out_written_before_placed_json_existed_is_still_re_placed(tmp_path):
     fresh = tmp_path / "fresh"
     run(manifest, fresh, seed=2)
     assert tree(out).keys() - tree(fresh).keys() == {"train/notes.txt"}
+
+
+def test_names_are_the_stems_and_stems_shared_by_other_sources_whatever_their_case_get_a_hash():
+    """The names gt2seg has always given (a re-run must find its cache): a repeated ref is no collision."""
+    refs = ["a/IMG.jpg", "b/img.png", "c/other.jpg", "c/other.jpg", "d/x y.jpg", "s3://b/e/Img.JPG"]
+    records = [Record(line, ref, "label-ref", "mask.png", ()) for line, ref in enumerate(refs, 1)]
+    assert list(map(_assign_names(records), records)) == ["IMG-9e868685", "img-1cc00a7a", "other", "other", "x_y", "Img-672cd686"]

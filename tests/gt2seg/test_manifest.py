@@ -1,11 +1,12 @@
 import json
+import pickle
 
 import pytest
 
 from gt2seg.classes import ClassTable
 from gt2seg import jsonl
 from gt2seg.errors import JsonLineError, ManifestError
-from gt2seg.manifest import SEG_TYPE, parse_manifest, read_manifest
+from gt2seg.manifest import SEG_TYPE, ColorEntry, Record, parse_manifest, read_manifest
 
 
 def seg_line(source="s3://b/a.jpg", attr="job-ref", meta_key=None, cmap=None, ensure_ascii=True, **extra):
@@ -226,3 +227,12 @@ def test_colour_map_keys_are_ascii_integers_one_per_mask_value(keys, message):
 
 def test_a_surrogate_pair_escape_is_one_character_and_accepted():
     assert jsonl.parse_object('{"a": "\\ud83d\\ude00"}', 1) == {"a": "\U0001F600"}
+
+
+def test_a_record_holds_no_dict_yet_pickles_and_stays_frozen():
+    """One Record is held per line: slots, without losing pickling or immutability."""
+    record = Record(3, "images/a.jpg", "label-ref", "masks/a.png", (ColorEntry(0, "BACKGROUND", "#ffffff"),))
+    assert not hasattr(record, "__dict__")
+    assert pickle.loads(pickle.dumps(record)) == record
+    with pytest.raises(AttributeError):
+        record.line = 4

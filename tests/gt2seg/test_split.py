@@ -1,9 +1,10 @@
+import hashlib
 import random
 
 import pytest
 
 from gt2seg.errors import SplitError
-from gt2seg.split import TRAIN, VALIDATION, SplitItem, assign
+from gt2seg.split import TRAIN, VALIDATION, SplitItem, assign, assign_positions
 
 
 def items(n, classes=lambda i: {0, 1}):
@@ -62,3 +63,22 @@ def test_too_few_distinct_images_is_a_clear_error():
 def test_fraction_must_leave_both_sides_non_empty(fraction):
     with pytest.raises(SplitError, match="between 0 and 1"):
         assign(items(10), fraction)
+
+
+def _hashed_items():
+    """30 items, 27 distinct contents (hashes as the reduce has them), 4 common classes and a rare one."""
+    return [SplitItem(f"img{i:02d}", hashlib.sha256(str(i % 27).encode()).hexdigest(),
+                      frozenset({0, 1 + i % 4} | ({5} if i % 9 == 0 else set()))) for i in range(30)]
+
+
+def test_a_fixed_example_keeps_its_sides():
+    """The sides gt2seg has always given this example (a layout re-run by a newer version must not move items)."""
+    sides = assign(_hashed_items(), 0.25, seed=7)
+    assert sorted(n for n, side in sides.items() if side == VALIDATION) == [
+        "img01", "img03", "img08", "img09", "img10", "img14", "img21", "img28"]
+
+
+def test_positions_with_raw_hashes_give_assigns_sides():
+    data = _hashed_items()
+    validation = assign_positions([bytes.fromhex(i.group) for i in data], [i.classes for i in data], 0.25, seed=7)
+    assert validation == bytearray(assign(data, 0.25, seed=7)[i.name] == VALIDATION for i in data)

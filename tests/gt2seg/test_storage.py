@@ -45,6 +45,17 @@ def test_join_rejects_refs_escaping_a_local_base(tmp_path):
             storage.join(str(tmp_path), rel)
 
 
+def test_join_without_links_checks_the_path_only(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "out.png").symlink_to(tmp_path / "elsewhere.png")
+    base = str(tmp_path / "base")
+    assert storage.join(base, "out.png", links=False) == str(tmp_path / "base" / "out.png")
+    with pytest.raises(StorageError, match="through a symbolic link"):
+        storage.join(base, "out.png")
+    with pytest.raises(StorageError, match="points outside"):
+        storage.join(base, "../x.png", links=False)
+
+
 def test_parent_of_s3_objects_and_bucket_root():
     assert storage.parent("s3://b/job/manifests/output.manifest") == "s3://b/job/manifests/"
     assert storage.parent("s3://b/output.manifest") == "s3://b/"
