@@ -1,7 +1,11 @@
 """gt2seg.png: the one class-mask PNG encoder of both packages, read back by Pillow and by zlib."""
 import io
 import struct
+import subprocess
+import sys
+import tempfile
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,6 +57,25 @@ def test_the_same_input_gives_the_same_bytes():
     first = encode_indexed(indices, palette)
     assert encode_indexed(indices.copy(), palette) == first
     assert encode_mask(np.asfortranarray(indices), palette) == first  # any memory layout of the same values
+
+
+def test_another_process_writes_the_same_bytes_as_one_whose_heap_has_been_churned():
+    """Shards on other machines and a single run must agree byte for byte: no state the encoder might keep
+    (hash tables, work buffers, freed memory it reads) may change the stream."""
+    masks = [np.roll(np.repeat(np.arange(6, dtype=np.uint8), 40 * 64).reshape(240, 64), k, axis=0) for k in range(6)]
+    palette = palette_for([{"index": i, "color": f"#{i * 40:02x}0000"} for i in range(1, 6)])
+    for size in (1 << 12, 1 << 16, 1 << 20, 1 << 22):  # freed blocks full of bytes an encoder might pick up
+        junk = [bytearray(np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8)) for _ in range(4)]
+        del junk
+    here = [encode_indexed(m, palette) for m in masks]
+    script = ("import sys, numpy as np\nfrom gt2seg.png import encode_indexed\n"
+              "masks, palette = np.load(sys.argv[1])['masks'], bytes.fromhex(sys.argv[2])\n"
+              "sys.stdout.write('\\n'.join(encode_indexed(m, palette).hex() for m in masks))")
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez(Path(tmp) / "m.npz", masks=np.stack(masks))
+        out = subprocess.run([sys.executable, "-c", script, str(Path(tmp) / "m.npz"), palette.hex()],
+                             capture_output=True, text=True, check=True).stdout
+    assert [bytes.fromhex(h) for h in out.split("\n")] == here
 
 
 @pytest.mark.parametrize("bad, message", [
