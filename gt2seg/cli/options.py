@@ -87,7 +87,7 @@ _CONVERT_OPTIONS = [
     click.option("--s3-prefix", metavar="s3://BUCKET/PREFIX",
                  help="Where the layout will be uploaded; the augmented manifests point there."),
     click.option("--workers", type=int, default=lambda: os.cpu_count() or 1, show_default="all cores"),
-    click.option("--prefetch", type=int, default=8, show_default=True,
+    click.option("--prefetch", type=int, default=16, show_default=True,
                  help="Items each worker reads ahead (two objects each), so S3 round trips overlap decoding."),
     click.option("--shard", callback=_shard, metavar="I/N|auto",
                  help="Convert only shard I of N (the map step; `gt2seg merge` writes the layout). auto: this "

@@ -13,7 +13,7 @@ from gt2seg.render import mask_image, overlay
 from seg.data.decode import decode_image as decode_file
 from seg.data.files import IMAGE_SUFFIXES
 from seg.errors import ClientError, DataError, ServeConfigError
-from seg.serve.app import render
+from seg.serve.app import encode_mask_png, render
 from seg.serve.protocol import PNG, Limits, decode_image, payload_too_large, response_type
 
 if TYPE_CHECKING:
@@ -42,11 +42,10 @@ def predict_files(predictor: Predictor, images, out_dir) -> list:
             raise DataError(f"{path}: {exc}") from None
         mask = predictor.predict(rgb)
         outputs = {"mask": out_dir / f"{path.stem}.png", "overlay": out_dir / f"{path.stem}_overlay.png"}
-        painted = mask_image(mask, predictor.classes)
-        for key, image in (("mask", painted), ("overlay", Image.fromarray(overlay(rgb, painted)))):
-            buffer = io.BytesIO()
-            image.save(buffer, format="PNG")
-            atomic_write(outputs[key], buffer.getvalue())
+        atomic_write(outputs["mask"], encode_mask_png(mask, predictor.classes))  # the /invocations bytes
+        buffer = io.BytesIO()
+        Image.fromarray(overlay(rgb, mask_image(mask, predictor.classes))).save(buffer, format="PNG")
+        atomic_write(outputs["overlay"], buffer.getvalue())
         written.append({"image": str(path), **{k: str(v) for k, v in outputs.items()}})
     return written
 
