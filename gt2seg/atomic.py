@@ -15,10 +15,11 @@ _BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 @contextmanager
 def atomic_path(path) -> Iterator[Path]:
     """A temp path beside `path` for writers that want a file name (MXNet's save_parameters,
-    save_states); renamed onto `path` when the block ends cleanly, removed when it raises."""
+    save_states, streamed text); renamed onto `path` when the block ends cleanly, removed when it raises.
+    Same temp names and file mode as atomic_write."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create(str(path.parent), path.name)
     os.close(fd)
     try:
         yield Path(tmp)

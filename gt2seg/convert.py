@@ -28,7 +28,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from gt2seg import layout, storage
+from gt2seg import layout, png, storage
 from gt2seg.classes import IGNORE, ClassTable
 from gt2seg.errors import ConversionError, Gt2SegError, ItemError, MissingObjectError, StorageError
 from gt2seg.images import prepare_image
@@ -37,7 +37,7 @@ from gt2seg.masks import UNKNOWN_POLICIES, Entry, MaskPolicy, decode_mask, encod
 from gt2seg.reduce import Report, reduce
 from gt2seg.shards import ItemResult, ShardRecord, result_line, results_name, write_record, write_results
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # part of every cached item's fingerprint: 2 = mask PNGs from gt2seg.png (older caches are reconverted)
 # What the layout does not depend on: left out of the options a shard record compares.
 # What only says how or where this run works, not what the layout holds: shards may differ in these
 # (ref_roots: each machine mounts the job's files where it can).
@@ -80,8 +80,9 @@ class ConvertOptions:
             raise Gt2SegError(f"max_pixels must be a positive number of pixels, got {self.max_pixels}")
 
     def layout_options(self) -> dict:
-        """The options the layout depends on, as JSON values: what shards must agree on."""
-        return json.loads(json.dumps({k: v for k, v in asdict(self).items() if k not in _RUN_OPTIONS}))
+        """The options the layout depends on, as JSON values, and the mask encoder: what shards must agree on."""
+        options = {k: v for k, v in asdict(self).items() if k not in _RUN_OPTIONS}
+        return json.loads(json.dumps({**options, "mask_png": png.CODEC}))
 
 
 @dataclass
@@ -346,7 +347,7 @@ def _fingerprint(source_ref: str, mask_ref: str, source: str, mask: str, setting
 
 
 def _settings(entries, policy, palette) -> str:
-    return json.dumps([FORMAT_VERSION, [(e.key, e.index, e.color) for e in entries],
+    return json.dumps([FORMAT_VERSION, png.CODEC, [(e.key, e.index, e.color) for e in entries],
                        [policy.unknown, policy.alpha_threshold, policy.resize], palette.hex()])
 
 

@@ -25,6 +25,9 @@ from zlib_ng import zlib_ng
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LEVEL = 1
+# What the bytes depend on besides the pixels: in every cached item's fingerprint and in what shards must
+# agree on, so a cache or a shard written with another zlib-ng is converted again or refused, never mixed.
+CODEC = f"zlib-ng {zlib_ng.ZLIBNG_VERSION} Z_RLE {LEVEL}"
 MAX_SIDE = 2**31 - 1  # PNG's limit on either side
 
 
@@ -63,26 +66,28 @@ def encode_indexed(indices: np.ndarray, palette: bytes) -> bytes:
 def decode_unfiltered(data: bytes) -> tuple[np.ndarray, bytes] | None:
     """(H x W uint8 values, PLTE bytes) of a non-interlaced 8-bit gray or palette PNG whose rows all use
     filter 0 (none); None for any other PNG, or bytes that do not parse, for the caller to give to its
-    general decoder (Pillow), which decodes them or says what is wrong. Only what Pillow reads counts: the
-    first run of IDAT chunks, up to the last row (Pillow checks neither the IDAT CRCs nor what follows).
-    The inflate stops at H x (W + 1) bytes, so no stream inflates past the size the header declares."""
+    general decoder (Pillow), which decodes them or says what is wrong. What Pillow reads counts: the first
+    run of IDAT chunks (it checks no IDAT CRC), then every chunk up to IEND, where a chunk cut short is an
+    error (so such bytes are left to Pillow, which says so). The inflate stops at H x (W + 1) bytes, so no
+    stream inflates past the size the header declares."""
     if data[:8] != SIGNATURE or data[12:16] != b"IHDR" or len(data) < 33:
         return None
     width, height, depth, colour, compression, filtering, interlace = struct.unpack(">IIBBBBB", data[16:29])
     if depth != 8 or colour not in (0, 3) or compression or filtering or interlace or not width or not height:
         return None
-    palette, idat, at = b"", [], 8
-    while at + 12 <= len(data):
+    palette, idat, at, pixels_read = b"", [], 8, False
+    while at + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[at: at + 8])
-        body = data[at + 8: at + 8 + length]
-        if len(body) < length:
+        if at + 8 + length > len(data):
             return None
-        if kind == b"IDAT":
-            idat.append(body)
-        elif idat or kind == b"IEND":
+        if kind == b"IEND":
             break
+        if kind == b"IDAT" and not pixels_read:
+            idat.append(data[at + 8: at + 8 + length])
+        elif idat:
+            pixels_read = True  # a later IDAT is skipped, as Pillow skips it
         elif kind == b"PLTE":
-            palette = body
+            palette = data[at + 8: at + 8 + length]
         at += 12 + length
     if colour == 3 and (not palette or len(palette) % 3 or len(palette) > 768):
         return None

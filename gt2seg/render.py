@@ -1,7 +1,8 @@
-"""Pictures of class masks: the mode-P mask PNG (class indices, class colours as palette) and overlays.
+"""Pictures of class masks for people: the mode-P image (class indices, class colours as palette) and overlays.
 
-No MXNet: `seg predict`, `/invocations` and `seg invoke` draw with these, and an overlay needs nothing but
-the mask's own palette, so a client can draw one from a served mask alone.
+No MXNet: reports, `seg predict` and `seg invoke` draw with these, and an overlay needs nothing but the mask's
+own palette, so a client can draw one from a served mask alone. Mask PNG files (the layout's, /invocations',
+`seg predict`'s) are written by gt2seg.png.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from gt2seg.classes import palette_for
 
 def mask_image(mask: np.ndarray, classes) -> Image.Image:
     """A mode-P image whose pixel values are the class indices and whose palette shows the colours of
-    `classes` (classes.json entries): the form of the training labels, for predictions and /invocations."""
+    `classes` (classes.json entries), as the training labels hold them: what reports and overlays draw."""
     image = Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8), mode="L")
     image.putpalette(palette_for(classes))
     return image

@@ -24,7 +24,7 @@ from typing import Iterator
 from gt2seg import layout, storage
 from gt2seg.errors import ShardError
 
-FORMAT = 1
+FORMAT = 2  # 2: mask PNGs written by gt2seg.png; a merge refuses shards of another format
 _RECORD = re.compile(r"shard-(\d+)-of-(\d+)\.json")
 
 

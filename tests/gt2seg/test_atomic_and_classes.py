@@ -17,14 +17,17 @@ def test_atomic_write_replaces_the_whole_file_creates_the_folder_and_leaves_no_t
     assert target.read_bytes() == b"second" and os.listdir(target.parent) == ["a.json"]
 
 
-def test_atomic_write_gives_the_mode_of_a_plain_open_not_mkstemps_0600(tmp_path):
+def test_atomic_writes_give_the_mode_of_a_plain_open_not_mkstemps_0600(tmp_path):
     previous = os.umask(0o027)
     try:
         atomic_write(tmp_path / "a.png", b"x")
+        with atomic_path(tmp_path / "train.manifest") as tmp:
+            tmp.write_text("{}\n")
         (tmp_path / "plain").write_bytes(b"x")
     finally:
         os.umask(previous)
-    assert (tmp_path / "a.png").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777 == 0o640
+    modes = {name: (tmp_path / name).stat().st_mode & 0o777 for name in ("a.png", "train.manifest", "plain")}
+    assert modes == {"a.png": 0o640, "train.manifest": 0o640, "plain": 0o640}
 
 
 def test_a_failed_atomic_write_leaves_the_old_file_and_no_temp(tmp_path):

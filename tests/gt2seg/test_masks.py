@@ -266,8 +266,14 @@ def _decode_both_ways(data, monkeypatch, **kw):
     """The decode through libspng and through Pillow (as where pyspng has no wheel)."""
     pytest.importorskip("pyspng")
     img = Image.open(io.BytesIO(data))
-    assert masks._spng_decodes(img, data)  # the first decode below does take the libspng path
-    fast = decode(data, **kw)
+    assert masks._spng_decodes(img, data)
+
+    def pillow_decode(*args, **kwargs):
+        raise AssertionError("Pillow decoded the pixels: libspng was not used")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(masks, "load", pillow_decode)  # the first decode must take the libspng path
+        fast = decode(data, **kw)
     with monkeypatch.context() as patch:
         patch.setattr(masks, "pyspng", None)
         slow = decode(data, **kw)
@@ -355,7 +361,7 @@ def _outcome(data, **kw):
 
 
 @pytest.mark.parametrize("case", ["gt", "transparency", "short palette", "gray", "gray colours", "extra rows",
-                                  "truncated", "chunk between idats"])
+                                  "truncated", "chunk between idats", "chunk cut short after the pixels"])
 def test_unfiltered_pngs_decode_as_pillow_decodes_them(case, monkeypatch):
     mask = blocks()
     if case in ("gray", "gray colours"):
@@ -377,13 +383,18 @@ def test_unfiltered_pngs_decode_as_pillow_decodes_them(case, monkeypatch):
         idat = data[at + 8: at + 8 + length]
         data = (data[:at] + struct.pack(">I", half) + b"IDAT" + idat[:half] + bytes(4) + struct.pack(">I", 0) + b"tEXt"
                 + bytes(4) + struct.pack(">I", length - half) + b"IDAT" + idat[half:] + bytes(4) + data[at + 12 + length:])
-    assert masks.decode_unfiltered(data) is not None or case in ("truncated", "chunk between idats")
+    elif case == "chunk cut short after the pixels":  # every row is there, then a whole tEXt, then a cut one
+        text = b"Comment\0whole"
+        whole = struct.pack(">I", len(text)) + b"tEXt" + text + struct.pack(">I", zlib.crc32(b"tEXt" + text))
+        data = data[: at + 12 + length] + whole + struct.pack(">I", 100) + b"tEXtComment\0cut"
+    failing = ("truncated", "chunk between idats", "chunk cut short after the pixels")
+    assert masks.decode_unfiltered(data) is not None or case in failing
     fast = _outcome(data, entries=entries)
     with monkeypatch.context() as patch:
         patch.setattr(masks, "decode_unfiltered", lambda data: None)  # Pillow decodes, as for any other PNG
         slow = _outcome(data, entries=entries)
     assert fast == slow if isinstance(fast, str) else _same(fast, slow)
-    if case in ("truncated", "chunk between idats"):
+    if case in failing:
         assert "damaged or truncated" in fast
     else:
         routes = {"transparency": "palette-colour", "gray colours": "colour"}

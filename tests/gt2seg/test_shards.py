@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from gt2seg import png
 from gt2seg.classes import ClassTable
 from gt2seg.convert import ConvertOptions, Job, convert, convert_job
 from gt2seg.errors import ShardError
@@ -121,6 +122,25 @@ def test_merge_refuses_shards_converted_with_other_options(tmp_path):
     run(manifest, tmp_path / "b", shard=(1, 2), seed=2)
     with pytest.raises(ShardError, match="shard 1/2 in .*b was converted with other options .*seed differ"):
         merge_shards([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+
+
+def test_merge_refuses_a_shard_whose_masks_another_zlib_ng_wrote(tmp_path, monkeypatch):
+    """Mask bytes depend on the encoder's version: a shard converted where another zlib-ng is installed
+    (here: this one, said to be another) would mix two encodings in one layout."""
+    manifest = standard_job(tmp_path / "job", n=9).write()
+    run(manifest, tmp_path / "a", shard=(0, 2), workers=1)
+    monkeypatch.setattr(png, "CODEC", "zlib-ng 0.0.1 Z_RLE 1")
+    run(manifest, tmp_path / "b", shard=(1, 2), workers=1)
+    with pytest.raises(ShardError, match="shard 1/2 in .*b was converted with other options .*mask_png differ"):
+        merge_shards([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+
+
+def test_a_cache_written_by_another_mask_encoder_is_converted_again(tmp_path, monkeypatch):
+    manifest = standard_job(tmp_path / "job", n=4).write()
+    assert run(manifest, tmp_path / "out", workers=1).resumed == 0
+    assert run(manifest, tmp_path / "out", workers=1).resumed == 4
+    monkeypatch.setattr(png, "CODEC", "zlib-ng 0.0.1 Z_RLE 1")
+    assert run(manifest, tmp_path / "out", workers=1).resumed == 0
 
 
 def test_shards_of_one_manifest_typed_differently_and_read_through_other_mounts_merge(tmp_path):
