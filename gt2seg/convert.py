@@ -33,7 +33,7 @@ from gt2seg.classes import IGNORE, ClassTable
 from gt2seg.errors import ConversionError, Gt2SegError, ItemError, MissingObjectError, StorageError
 from gt2seg.images import prepare_image
 from gt2seg.manifest import Manifest, Record, Skipped, read_manifest
-from gt2seg.masks import UNKNOWN_POLICIES, Entry, MaskPolicy, decode_mask, encode_mask, line_entries
+from gt2seg.masks import UNKNOWN_POLICIES, Entry, MaskPolicy, decode_mask, line_entries
 from gt2seg.reduce import Report, reduce
 from gt2seg.shards import ItemResult, ShardRecord, result_line, results_name, write_record, write_results
 
@@ -238,7 +238,7 @@ def _convert_item(task: _Task, image_read, mask_read):
     counts = decoded.counts
     cache = Path(task.cache)
     layout.atomic_write(cache / f"{task.name}.jpg", image.data)
-    layout.atomic_write(cache / f"{task.name}.png", encode_mask(decoded.array, task.palette))
+    layout.atomic_write(cache / f"{task.name}.png", png.encode_indexed(decoded.array, task.palette))
     result = ItemResult(
         name=task.name, line=task.line, fingerprint=task.fingerprint, image_ext=".jpg",
         sha256=hashlib.sha256(image_bytes).hexdigest(),

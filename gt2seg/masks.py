@@ -32,7 +32,7 @@ from gt2seg.classes import IGNORE, ClassTable
 from gt2seg.errors import ItemError
 from gt2seg.images import load, open_image
 from gt2seg.manifest import Record
-from gt2seg.png import decode_unfiltered, encode_indexed
+from gt2seg.png import decode_unfiltered
 
 try:
     import pyspng
@@ -350,8 +350,3 @@ def decode_mask(data: bytes, entries, policy: MaskPolicy, image_size, *, line: i
                 "pass --resize-masks to resize masks (nearest neighbour)",
             )
     return DecodedMask(out, route, expanded, resized, transparent, unknown, tuple(counts.tolist()))
-
-
-def encode_mask(mask: np.ndarray, palette: bytes) -> bytes:
-    """Single-channel 8-bit PNG, palette colour type with the class palette (values are indices)."""
-    return encode_indexed(np.ascontiguousarray(mask), palette)

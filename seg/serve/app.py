@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 def encode_mask_png(mask: np.ndarray, classes: Sequence[Mapping]) -> bytes:
     """Single-channel class-index PNG (mode P, the class colours as palette), like the training labels:
     gt2seg's own mask encoder, so a served mask is the same PNG as a converted one."""
-    return encode_indexed(np.ascontiguousarray(mask, dtype=np.uint8), palette_for(classes))
+    return encode_indexed(np.asarray(mask, dtype=np.uint8), palette_for(classes))
 
 
 def render(predictor, rgb: np.ndarray, accept: str) -> bytes:

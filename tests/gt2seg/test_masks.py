@@ -9,7 +9,8 @@ from PIL import Image
 from gt2seg.errors import ItemError
 from gt2seg.images import prepare_image
 from gt2seg import masks
-from gt2seg.masks import Entry, MaskPolicy, decode_mask, encode_mask
+from gt2seg.masks import Entry, MaskPolicy, decode_mask
+from gt2seg.png import encode_indexed
 from gtjob import blocks, color_png, gt_palette, jpeg, palette_png, rgb
 
 # key -> (global index, colour): a line whose key 0 is background and 1, 2 are classes
@@ -173,7 +174,7 @@ def test_decompression_bomb_is_refused_before_decoding():
 def test_encoded_mask_is_single_channel_palette_png_with_the_same_values():
     arr = blocks()
     pal = bytes(range(256)) * 3
-    img = Image.open(io.BytesIO(encode_mask(arr, pal)))
+    img = Image.open(io.BytesIO(encode_indexed(arr, pal)))
     assert img.mode == "P" and np.array_equal(np.asarray(img), arr)
 
 

@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from gt2seg.classes import palette_for
-from gt2seg.masks import encode_mask
 from gt2seg.png import SIGNATURE, decode_unfiltered, encode_indexed
 
 
@@ -56,7 +55,7 @@ def test_the_same_input_gives_the_same_bytes():
     palette = palette_for([{"index": 1, "color": "#ff0000"}])
     first = encode_indexed(indices, palette)
     assert encode_indexed(indices.copy(), palette) == first
-    assert encode_mask(np.asfortranarray(indices), palette) == first  # any memory layout of the same values
+    assert encode_indexed(np.asfortranarray(indices), palette) == first  # any memory layout of the same values
 
 
 def test_another_process_writes_the_same_bytes_as_one_whose_heap_has_been_churned():

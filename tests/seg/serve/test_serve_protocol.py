@@ -10,7 +10,7 @@ from PIL import Image
 from seg.serve.protocol import PNG, PROTOBUF, RECORDIO_PROTOBUF, decode_image, execution_parameters, request_type, response_type
 from seg.errors import ClientError, ServeConfigError
 from gt2seg.classes import palette_for
-from gt2seg.masks import encode_mask
+from gt2seg.png import encode_indexed
 from seg.serve.app import encode_mask_png
 
 
@@ -107,7 +107,7 @@ def test_mask_png_is_single_channel_class_indices_with_the_class_palette():
 def test_a_served_mask_is_the_same_png_as_a_converted_one():
     classes = [{"index": 0, "name": "BACKGROUND", "color": "#ffffff"}, {"index": 1, "name": "road", "color": "#ff0000"}]
     mask = np.random.default_rng(1).integers(0, 2, (48, 64))  # int64, as a predictor's argmax
-    assert encode_mask_png(mask, classes) == encode_mask(mask.astype(np.uint8), palette_for(classes))
+    assert encode_mask_png(mask, classes) == encode_indexed(mask.astype(np.uint8), palette_for(classes))
 
 
 def test_execution_parameters_default_to_six_mb_single_record_and_one_transform_per_worker():
