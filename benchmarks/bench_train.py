@@ -47,7 +47,8 @@ class _Repeat:
 
 def bench(args):
     ctx = contexts()
-    root = write_layout(tempfile.mkdtemp(prefix="bench-train-"), n_train=max(64, args.batch * 4), n_val=2,
+    scratch = tempfile.TemporaryDirectory(prefix="bench-train-")  # removed when it is collected, at exit at the latest
+    root = write_layout(scratch.name, n_train=max(64, args.batch * 4), n_val=2,
                         size=args.crop * 2, seed=0)
     hp = parse_hyperparameters({
         "num_classes": 3, "num_training_samples": args.batch * args.steps, "backbone": args.backbone,

@@ -11,6 +11,7 @@ local port, so no test reads ~/.mxnet or downloads from the internet.
 import gc
 import logging
 import os
+import shutil
 import socket
 import uuid
 
@@ -38,6 +39,21 @@ def mxnet_on_ci():
     SEG_TESTS_WITHOUT_MXNET=1: the run is meant to lack it (`make test-serve-onnx`, the `serve` extra alone)."""
     if os.environ.get("CI") and not os.environ.get("SEG_TESTS_WITHOUT_MXNET"):
         import mxnet  # noqa: F401  (an ImportError here fails the run: install the cpu extra)
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory):
+    """mktemp for a module's shared files, removed when the module ends: the model modules' artifacts
+    (ResNet-50 built-in models, trained jobs) would otherwise stay on disk until the whole run ends."""
+    made = []
+
+    def mktemp(name: str):
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield mktemp
+    for folder in made:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

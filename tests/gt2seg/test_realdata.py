@@ -31,8 +31,8 @@ L4V_BUCKET = "s3://lookoutvision-us-east-1-0e205be246/getting-started/"
 
 
 @pytest.fixture(scope="module")
-def l4v_layout(tmp_path_factory):
-    out = tmp_path_factory.mktemp("l4v") / "out"
+def l4v_layout(module_tmp):
+    out = module_tmp("l4v") / "out"
     roots = ((L4V_BUCKET + "mask-images/dummy_anomaly_mask.png", str(L4V / "cookie-dataset" / "dummy_anomaly_mask.png")),
              (L4V_BUCKET, str(L4V / "cookie-dataset" / "dataset-files")))
     report = convert(str(L4V / "train_segmentation.manifest"), out, ConvertOptions(ref_roots=roots, workers=2))

@@ -24,14 +24,14 @@ def seg(*args):
 
 
 @pytest.fixture(scope="module")
-def layout(tmp_path_factory):
-    return write_layout(tmp_path_factory.mktemp("data"), n_train=12, n_val=10, size=32, seed=3)
+def layout(module_tmp):
+    return write_layout(module_tmp("data"), n_train=12, n_val=10, size=32, seed=3)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, layout):
+def trained(module_tmp, layout):
     """One epoch, then resumed from its checkpoint with early stopping that soon gives up."""
-    root = tmp_path_factory.mktemp("train")
+    root = module_tmp("train")
     hp = root / "hp.json"
     for epochs, extra in ((1, {}), (8, {"early_stopping": "True", "early_stopping_min_epochs": "2",
                                         "early_stopping_patience": "1", "early_stopping_tolerance": "1.0"})):
@@ -79,10 +79,10 @@ def test_evaluation_page_shows_the_metrics_of_seg_evaluate(tmp_path, trained, la
 
 
 @pytest.fixture(scope="module")
-def random_model(tmp_path_factory):
+def random_model(module_tmp):
     from artifacts import save_random_artifact
 
-    return save_random_artifact(tmp_path_factory.mktemp("model") / "model", num_classes=3, classes=CLASSES)
+    return save_random_artifact(module_tmp("model") / "model", num_classes=3, classes=CLASSES)
 
 
 def test_worst_images_are_those_with_the_lowest_mIOU(random_model, layout):

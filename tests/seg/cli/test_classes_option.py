@@ -13,10 +13,10 @@ def seg(*args):
 
 
 @pytest.fixture(scope="module")
-def layout(tmp_path_factory):
+def layout(module_tmp):
     from synthdata import write_layout
 
-    return write_layout(tmp_path_factory.mktemp("layout"), n_train=1, n_val=2, size=32, seed=1)
+    return write_layout(module_tmp("layout"), n_train=1, n_val=2, size=32, seed=1)
 
 
 def test_evaluate_reports_the_classes_file_names(tmp_path, layout):

@@ -12,10 +12,10 @@ pytestmark = pytest.mark.mxnet
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
+def model(module_tmp):
     from artifacts import save_random_artifact
 
-    return save_random_artifact(tmp_path_factory.mktemp("model") / "model", num_classes=3)
+    return save_random_artifact(module_tmp("model") / "model", num_classes=3)
 
 
 def _images(folder, sizes=((40, 30), (24, 32))):

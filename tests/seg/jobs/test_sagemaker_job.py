@@ -28,9 +28,9 @@ def _convert(out, s3_prefix):
 
 
 @pytest.fixture(scope="module")
-def layout(tmp_path_factory):
+def layout(module_tmp):
     """The fixture job converted for upload to PREFIX."""
-    return _convert(tmp_path_factory.mktemp("layout") / "data", PREFIX)
+    return _convert(module_tmp("layout") / "data", PREFIX)
 
 
 def dry_run(layout, *args):

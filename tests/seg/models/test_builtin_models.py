@@ -35,12 +35,12 @@ def _shapes(net):
 
 
 @pytest.fixture(scope="module")
-def builtin(tmp_path_factory):
+def builtin(module_tmp):
     """algorithm → (GluonCV net, built-in model.tar.gz with hyperparams.json)."""
     made = {}
     for algorithm in ("fcn", "psp", "deeplab"):
         net = gluoncv_net(algorithm)
-        made[algorithm] = net, write_builtin_model(tmp_path_factory.mktemp(algorithm), net,
+        made[algorithm] = net, write_builtin_model(module_tmp(algorithm), net,
                                                    builtin_hyperparameters(algorithm))
     return made
 

@@ -24,8 +24,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("int8")
+def trained(module_tmp):
+    root = module_tmp("int8")
     data = write_layout(root / "data", n_train=64, n_val=16, size=64, seed=1)
     hps = {"backbone": "resnet-18", "algorithm": "fcn", "use_pretrained_model": "False", "crop_size": 64,
            "base_size": 64, "mini_batch_size": 8, "validation_mini_batch_size": 8, "optimizer": "adam",

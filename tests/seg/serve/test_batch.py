@@ -10,11 +10,11 @@ pytestmark = pytest.mark.mxnet
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory):
+def predictor(module_tmp):
     from seg.serve.predictor import Predictor
     from artifacts import save_random_artifact
 
-    return Predictor.load(save_random_artifact(tmp_path_factory.mktemp("model"), num_classes=3), max_side=64)
+    return Predictor.load(save_random_artifact(module_tmp("model"), num_classes=3), max_side=64)
 
 
 @pytest.fixture

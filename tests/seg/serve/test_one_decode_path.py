@@ -63,10 +63,10 @@ def seg(*args):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
+def model_dir(module_tmp):
     from artifacts import save_random_artifact
 
-    return save_random_artifact(tmp_path_factory.mktemp("model") / "model", num_classes=3, classes=CLASSES, seed=1)
+    return save_random_artifact(module_tmp("model") / "model", num_classes=3, classes=CLASSES, seed=1)
 
 
 @pytest.fixture(scope="module")

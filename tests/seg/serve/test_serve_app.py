@@ -18,10 +18,10 @@ PARAMS = ExecutionParameters(1, "SINGLE_RECORD", 6)
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
+def model_dir(module_tmp):
     from artifacts import save_random_artifact
 
-    return save_random_artifact(tmp_path_factory.mktemp("model"), num_classes=3, seed=5)
+    return save_random_artifact(module_tmp("model"), num_classes=3, seed=5)
 
 
 @pytest.fixture(scope="module")

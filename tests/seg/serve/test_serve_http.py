@@ -130,10 +130,10 @@ def rss_kib(pid):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
+def model_dir(module_tmp):
     from artifacts import save_random_artifact
 
-    return save_random_artifact(tmp_path_factory.mktemp("opt-ml") / "model", num_classes=3, classes=CLASSES, seed=3)
+    return save_random_artifact(module_tmp("opt-ml") / "model", num_classes=3, classes=CLASSES, seed=3)
 
 
 @pytest.fixture(scope="module")

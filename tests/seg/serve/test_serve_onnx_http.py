@@ -23,8 +23,8 @@ pytestmark = pytest.mark.serve_onnx
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return write_onnx_model(tmp_path_factory.mktemp("onnx") / "model.onnx")
+def model_path(module_tmp):
+    return write_onnx_model(module_tmp("onnx") / "model.onnx")
 
 
 @pytest.fixture(scope="module")

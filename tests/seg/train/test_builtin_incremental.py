@@ -20,14 +20,14 @@ JOB = {"num_classes": 3, "num_training_samples": 4, "algorithm": "psp", "crop_si
 
 
 @pytest.fixture(scope="module")
-def layout(tmp_path_factory):
-    return write_layout(tmp_path_factory.mktemp("layout"), n_train=4, n_val=2, size=32, seed=5)
+def layout(module_tmp):
+    return write_layout(module_tmp("layout"), n_train=4, n_val=2, size=32, seed=5)
 
 
 @pytest.fixture(scope="module")
-def builtin_tarball(tmp_path_factory):
+def builtin_tarball(module_tmp):
     net = gluoncv_net("psp", num_classes=3, size=32)
-    return write_builtin_model(tmp_path_factory.mktemp("builtin"), net, builtin_hyperparameters("psp", 3, 32))
+    return write_builtin_model(module_tmp("builtin"), net, builtin_hyperparameters("psp", 3, 32))
 
 
 def test_auxiliary_loss_is_gluoncvs_mix_softmax_cross_entropy():

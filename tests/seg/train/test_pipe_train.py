@@ -54,8 +54,8 @@ def _train(root):
 
 
 @pytest.fixture(scope="module")
-def layout(tmp_path_factory):
-    return write_layout(tmp_path_factory.mktemp("synth"), n_train=8, n_val=4, size=48, seed=0)
+def layout(module_tmp):
+    return write_layout(module_tmp("synth"), n_train=8, n_val=4, size=48, seed=0)
 
 
 @pytest.mark.mxnet

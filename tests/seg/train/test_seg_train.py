@@ -54,14 +54,14 @@ def _opt_ml(root, layout, hyperparameters, model_tarball=None):
 
 
 @pytest.fixture(scope="module")
-def layout(tmp_path_factory):
-    return write_layout(tmp_path_factory.mktemp("layout"), n_train=8, n_val=3, size=32, seed=3)
+def layout(module_tmp):
+    return write_layout(module_tmp("layout"), n_train=8, n_val=3, size=32, seed=3)
 
 
 @pytest.fixture(scope="module")
-def finished_job(tmp_path_factory, layout):
+def finished_job(module_tmp, layout):
     """One successful 2-epoch container job, shared by the tests that inspect or resume it."""
-    opt = _opt_ml(tmp_path_factory.mktemp("opt_ml"), layout, TINY)
+    opt = _opt_ml(module_tmp("opt_ml"), layout, TINY)
     logger = logging.getLogger("seg.train")
     lines = []
     handler = logging.Handler()
