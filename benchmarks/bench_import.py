@@ -20,7 +20,6 @@ import argparse
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_convert import bare_decode_encode  # noqa: E402
+from bench_convert import bare_decode_encode, discard, empty_trash  # noqa: E402
 from bench_convert_scale import DATUMARO  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -133,32 +132,22 @@ def make_voc(root: Path, n: int) -> None:
 
 
 def gt2seg_import(gt2seg: str, fmt: str, src: Path, out: Path, logs: Path) -> Timed:
-    shutil.rmtree(out, ignore_errors=True)  # import resumes finished items: time a fresh run
+    discard(out)  # import resumes finished items: time a fresh run
     result = timed([gt2seg, "import", fmt, str(src), str(out), "--workers", "1", "--split", "official",
                     "--json"], logs)
-    shutil.rmtree(out)
+    discard(out)
     return result
 
 
 def datumaro(python: str, src: Path, out: Path, logs: Path) -> Timed:
-    shutil.rmtree(out, ignore_errors=True)
+    discard(out)
     result = timed([python, "-c", DATUMARO, str(src / "VOCdevkit" / "VOC2012"), str(out)], logs)
-    shutil.rmtree(out)
+    discard(out)
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1000, help="masks per dataset")
-    parser.add_argument("--root", type=Path, default=REPO / "bench-out", help="where trees and outputs go")
-    parser.add_argument("--gt2seg", default=str(REPO / ".venv" / "bin" / "gt2seg"), help="the CLI to time")
-    parser.add_argument("--datumaro", help="python of a venv with datumaro installed (skips (d) when absent)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
-    args = parser.parse_args()
-    root = args.root.resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    n = args.n
-
+def measure(args, root: Path, n: int) -> dict:
+    """The timed runs and their ratios."""
     log(f"N={n}: Pet and VOC trees (reused when already there)")
     trimaps = make_pets(root / f"pets-{n}", n)
     make_voc(root / f"voc-{n}", n)
@@ -184,6 +173,24 @@ def main() -> None:
     result["overhead_ok"] = result["pets_overhead"] <= TARGET_OVERHEAD
     result["overhead_cpu_ok"] = result["pets_overhead_cpu"] <= TARGET_OVERHEAD
     result["datumaro_ok"] = dm is not None and result["datumaro_ratio"] >= TARGET_DATUMARO
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000, help="masks per dataset")
+    parser.add_argument("--root", type=Path, default=REPO / "bench-out", help="where trees and outputs go")
+    parser.add_argument("--gt2seg", default=str(REPO / ".venv" / "bin" / "gt2seg"), help="the CLI to time")
+    parser.add_argument("--datumaro", help="python of a venv with datumaro installed (skips (d) when absent)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    args = parser.parse_args()
+    root = args.root.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    n = args.n
+    try:
+        result = measure(args, root, n)
+    finally:
+        empty_trash(root)
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -193,7 +200,7 @@ def main() -> None:
           f"{result['pets_overhead_cpu']:.2f} cpu (target <= {TARGET_OVERHEAD}: "
           f"{'met' if result['overhead_ok'] else 'MISSED'} / {'met' if result['overhead_cpu_ok'] else 'MISSED'})")
     print(f"  (c) gt2seg import voc   {result['voc_ms']:7.2f}")
-    if dm:
+    if result["datumaro_ms"] is not None:
         print(f"  (d) Datumaro voc->mask  {result['datumaro_ms']:7.2f}   d/c {result['datumaro_ratio']:.1f}x "
               f"(target >= {TARGET_DATUMARO}: {'met' if result['datumaro_ok'] else 'MISSED'})")
     else:

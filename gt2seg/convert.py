@@ -22,7 +22,6 @@ from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from functools import partial
 from itertools import islice
 from pathlib import Path
 
@@ -204,13 +203,19 @@ def _init_worker(max_pixels):
         Image.MAX_IMAGE_PIXELS = max_pixels
 
 
-def _init_pool_worker(max_pixels, aws_environment):
-    """Read S3 as the caller does now (the forkserver keeps the environment it started with), and
-    end this worker when the main process ends, even by kill -9: an idle pool worker would
-    otherwise wait on its queue forever, and keep the forkserver alive with it. What the worker
-    was forked with is frozen out of its garbage collections, which would otherwise touch (and so
-    copy) every page it shares with the forkserver: its memory stays flat however long it runs."""
+_pool_run: tuple = ()  # a pool worker's (context, prefetch): sent once, when it starts, not with every chunk
+
+
+def _init_pool_worker(max_pixels, aws_environment, context: _Context, prefetch: int):
+    """Keep the run's context (its colour maps can be many), read S3 as the caller does now (the
+    forkserver keeps the environment it started with), and end this worker when the main process
+    ends, even by kill -9: an idle pool worker would otherwise wait on its queue forever, and keep
+    the forkserver alive with it. What the worker was forked with is frozen out of its garbage
+    collections, which would otherwise touch (and so copy) every page it shares with the
+    forkserver: its memory stays flat however long it runs."""
+    global _pool_run
     gc.freeze()
+    _pool_run = (context, prefetch)
     _init_worker(max_pixels)
     for name in [n for n in os.environ if n.startswith("AWS_")]:
         del os.environ[name]
@@ -321,8 +326,9 @@ def _convert_stream(items, context: _Context, prefetch: int):
         yield task if isinstance(task, tuple) else _converted(task, side, image, mask)
 
 
-def _convert_chunk(items: list[tuple], context: _Context, prefetch: int) -> list:
-    return list(_convert_stream(items, context, prefetch))
+def _convert_chunk(items: list[tuple]) -> list:
+    """Pool worker: one chunk's outcomes, with the context it was started with."""
+    return list(_convert_stream(items, *_pool_run))
 
 
 def _cached(task: _Task) -> dict | None:
@@ -351,6 +357,35 @@ def _settings(entries, policy, palette) -> str:
                        [policy.unknown, policy.alpha_threshold, policy.resize], palette.hex()])
 
 
+def start_workers(options: ConvertOptions) -> None:
+    """Start the pool's forkserver now, when the options need a pool: it imports gt2seg in the
+    background while the caller reads the job, instead of delaying the first chunk (~0.13 s).
+    convert, convert_job and import_dataset call it first thing; a no-op once the server runs."""
+    if options.workers > 1:
+        _pool_context()
+
+
+def _pool_context():
+    """The workers' start method: a forkserver (Linux), started if it is not running yet."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    from multiprocessing import forkserver
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])  # workers fork with gt2seg already imported
+    forkserver.ensure_running()  # starts the server; does not wait for its imports
+    return context
+
+
+def _chunks(items, count: int, workers: int):
+    """Lists of items for the pool: up to 16 at a time, fewer as the end nears (the last chunks decide
+    when the pool is done; a worker idles while another finishes a long one)."""
+    left = count
+    while chunk := list(islice(items, max(1, min(16, left // (workers * 4))))):
+        left -= len(chunk)
+        yield chunk
+
+
 def _run(items, count: int, context: _Context, options: ConvertOptions):
     """Each of the `count` items' outcome, in order. The parent only hands out items (short tuples) as
     chunks are wanted (a bounded number in flight) and counts: refs, reads, decodes and cache writes
@@ -366,18 +401,11 @@ def _run(items, count: int, context: _Context, options: ConvertOptions):
                 yield outcome
                 bar.update()
             return
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        mp_context = multiprocessing.get_context(method)
-        if method == "forkserver":  # workers fork with gt2seg already imported (a no-op once the server runs)
-            mp_context.set_forkserver_preload([__name__])
-        # Small chunks: the last ones decide when the pool is done, so they bound the idle tail.
-        size = max(1, min(16, count // (options.workers * 8)))
         aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
-        convert_chunk = partial(_convert_chunk, context=context, prefetch=options.prefetch)
-        with ProcessPoolExecutor(options.workers, mp_context, _init_pool_worker,
-                                 (options.max_pixels, aws)) as pool:
-            for chunk in iter(lambda: list(islice(items, size)), []):
-                window.append(pool.submit(convert_chunk, chunk))
+        with ProcessPoolExecutor(options.workers, _pool_context(), _init_pool_worker,
+                                 (options.max_pixels, aws, context, options.prefetch)) as pool:
+            for chunk in _chunks(items, count, options.workers):
+                window.append(pool.submit(_convert_chunk, chunk))
                 while len(window) > 2 * options.workers or (window and window[0].done()):
                     outcomes = window.popleft().result()
                     yield from outcomes
@@ -425,6 +453,7 @@ def convert(manifest_uri: str, out_dir, options: ConvertOptions = ConvertOptions
     another run, or has the user's files where the layout goes), SplitError
     or StorageError.
     """
+    start_workers(options)  # the workers' server imports gt2seg while the manifest is read
     return convert_job(_read_job(str(manifest_uri), options), out_dir, options)  # no reference kept: see convert_job
 
 
@@ -437,6 +466,7 @@ def convert_job(job: Job, out_dir, options: ConvertOptions = ConvertOptions()) -
     """Write the layout of `job` at `out_dir`: the one pipeline behind `convert` and every importer.
     With `options.shard`, only that shard's map step (see gt2seg.shards); `gt2seg merge` reduces."""
     out = Path(out_dir)
+    start_workers(options)
     with layout.claim(out, list(job.inputs)):
         record, resumed = _map(job, out, options)
         del job  # the reduce reads the results, not the records: they are freed here unless the caller keeps them

@@ -44,6 +44,8 @@ def read_source(format: str, src: str, settings: dict | None = None) -> "Job":
 def import_dataset(format: str, src: str, out, settings: dict | None = None,
                    options: "ConvertOptions | None" = None) -> "Report":
     """Write the layout of dataset `src` at `out`, exactly as `gt2seg convert` writes a job's."""
-    from gt2seg.convert import ConvertOptions, convert_job
+    from gt2seg.convert import ConvertOptions, convert_job, start_workers
 
-    return convert_job(read_source(format, src, settings), out, options or ConvertOptions())
+    options = options or ConvertOptions()
+    start_workers(options)  # while the source is read
+    return convert_job(read_source(format, src, settings), out, options)
