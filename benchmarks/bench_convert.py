@@ -14,7 +14,9 @@ also compared by CPU time (process_time, and wait4's ru_utime+ru_stime), which b
 Peak memory is measured in two ways. For --workers 1 it is the process's own peak, wait4's ru_maxrss (what
 /usr/bin/time -v shows). For the pool it is the whole process tree, summing Pss (or VmRSS) from /proc every
 0.2 s: workers forked by a forkserver are not the convert's children, so wait4 never counts them.
-Targets: (b)/(a) <= 1.3, (b)/(c) >= 1.8 on 2 cores, and peak memory flat as N grows.
+Targets: (b)/(a) <= 1.3, (b)/(c) >= 1.8 on 2 cores, and peak memory flat as N grows. "cores busy" is the
+whole machine's busy CPU time during a run over its wall time: kernel threads (the writeback of what the run
+wrote) and gt2seg's read-ahead threads use a second core during (b), which (c) has to share.
 Then, at S3 scale (benchmarks/bench_convert_scale.py):
   latency  the --latency-n job (1024x768) from a moto S3 server through a proxy adding 0 ms, then --latency-ms,
            per request, 2 workers (target: <= 1.25x)
@@ -61,6 +63,7 @@ class Run:
     cpu_seconds: float      # user+sys of the process and the children it reaped (wait4)
     max_rss_mb: float       # largest single process it reaped (wait4 ru_maxrss)
     tree_peak_mb: float     # sampled sum over the process tree (Pss where the kernel has it)
+    cores_busy: float       # the whole machine's busy CPU seconds during the run / its wall seconds
 
 
 @dataclass
@@ -119,6 +122,13 @@ def bare_decode_encode(masks: list[Path], out: Path) -> tuple[float, float]:
     return seconds, cpu
 
 
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (/proc/stat: all but idle and iowait),
+    kernel threads included: the writeback of what a run wrote runs there, not in the run's processes."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def _tree_memory_kb(root: int) -> int:
     """Sum of Pss (VmRSS if no smaps_rollup) over `root` and its descendants, from /proc."""
     parents: dict[int, int] = {}
@@ -156,7 +166,7 @@ def run_convert(gt2seg: str, manifest: Path, out: Path, workers: int, logs: Path
            "--validation-fraction", "0.2", "--seed", "0"]
     peak, done = [0], threading.Event()
     with open(logs / "stdout.json", "wb") as stdout, open(logs / "stderr.log", "wb") as stderr:
-        start = time.perf_counter()
+        start, busy = time.perf_counter(), _busy_seconds()
         proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr)
 
         def sample() -> None:
@@ -166,7 +176,7 @@ def run_convert(gt2seg: str, manifest: Path, out: Path, workers: int, logs: Path
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
+        seconds, busy = time.perf_counter() - start, _busy_seconds() - busy
         proc.returncode = os.waitstatus_to_exitcode(status)
         done.set()
         sampler.join()
@@ -178,7 +188,8 @@ def run_convert(gt2seg: str, manifest: Path, out: Path, workers: int, logs: Path
     if written != expected:
         raise SystemExit(f"bench: {out} holds {written} masks, expected {expected}; see {logs}/stderr.log")
     discard(out)
-    return Run(workers, seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, peak[0] / 1024)
+    return Run(workers, seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, peak[0] / 1024,
+               busy / seconds)
 
 
 def bench_size(n: int, root: Path, gt2seg: str, workers: int, rounds: int) -> Row:
@@ -193,6 +204,9 @@ def bench_size(n: int, root: Path, gt2seg: str, workers: int, rounds: int) -> Ro
         ones.append(run_convert(gt2seg, manifest, root / "out", 1, root))
         log(f"N={n}: (c) gt2seg convert --workers {workers}, round {round_}/{rounds}")
         everys.append(run_convert(gt2seg, manifest, root / "out", workers, root))
+        log(f"N={n}: round {round_}: (b) {ones[-1].seconds:.2f} s, {ones[-1].cores_busy:.2f} cores busy; "
+            f"(c) {everys[-1].seconds:.2f} s, {everys[-1].cores_busy:.2f} cores busy; "
+            f"b/c {ones[-1].seconds / everys[-1].seconds:.2f}")
     one, every = (min(runs, key=lambda run: run.seconds) for runs in (ones, everys))
     return Row(n, 1000 * bare / n, 1000 * one.seconds / n, 1000 * every.seconds / n, workers,
                one.seconds / bare, one.cpu_seconds / bare_cpu, one.seconds / every.seconds, one, every)
@@ -211,12 +225,13 @@ def verdicts(rows: list[Row]) -> dict:
 
 def table(rows: list[Row], verdict: dict) -> str:
     out = [f"{'N':>7} {'(a) bare':>9} {'(b) w=1':>9} {'(c) w=all':>10} {'b/a':>6} {'b/a':>6} {'b/c':>6} "
-           f"{'peak w=1':>9} {'peak w=all':>11}",
+           f"{'peak w=1':>9} {'peak w=all':>11} {'cores busy':>11}",
            f"{'':>7} {'ms/mask':>9} {'ms/mask':>9} {'ms/mask':>10} {'wall':>6} {'cpu':>6} {'wall':>6} "
-           f"{'MB':>9} {'MB (tree)':>11}"]
+           f"{'MB':>9} {'MB (tree)':>11} {'(b) / (c)':>11}"]
     for r in rows:
         out.append(f"{r.n:>7} {r.bare_ms:>9.1f} {r.one_ms:>9.1f} {r.all_ms:>10.1f} {r.overhead:>6.2f} "
-                   f"{r.overhead_cpu:>6.2f} {r.speedup:>6.2f} {r.one.max_rss_mb:>9.0f} {r.all.tree_peak_mb:>11.0f}")
+                   f"{r.overhead_cpu:>6.2f} {r.speedup:>6.2f} {r.one.max_rss_mb:>9.0f} {r.all.tree_peak_mb:>11.0f} "
+                   f"{r.one.cores_busy:>5.2f} / {r.all.cores_busy:.2f}")
 
     def met(key: str) -> str:
         return "met" if verdict[key] else "MISSED"
