@@ -4,9 +4,11 @@
 - convert: InstanceCount N; every instance runs `gt2seg convert MANIFEST /opt/ml/processing/output/shards
   --shard auto`, which reads this instance's place in /opt/ml/config/resourceconfig.json (current_host,
   hosts). Each uploads its shard to OUT/shards/; shard file names never collide (see gt2seg.shards).
-- merge: one instance downloads OUT/shards/ and runs `gt2seg merge`, writing the layout to OUT/layout/
-  (its manifests point there: --s3-prefix). It is a second job because a Processing job has no final
-  step on one instance: it starts once the first has completed.
+- merge: one instance downloads OUT/shards/, runs `gt2seg merge` into a scratch folder and `gt2seg upload`
+  from it to OUT/layout/ (its manifests point there: --s3-prefix). The upload sends the layout alone
+  (never gt2seg's .gt2seg/ folder: the lock and placed.json), data first and report.json last, which a
+  Processing output (a whole folder, uploaded as it lies) could not. It is a second job because a
+  Processing job has no final step on one instance: it starts once the first has completed.
 The items are read from S3 by gt2seg itself (the manifest's refs), so the first job has no inputs.
 """
 from __future__ import annotations
@@ -24,7 +26,9 @@ RESOURCE_CONFIG = "/opt/ml/config/resourceconfig.json"
 RESOURCE_CONFIG_ENV = "GT2SEG_RESOURCE_CONFIG"  # where --shard auto reads it, if not there (tests)
 SHARDS_PATH = "/opt/ml/processing/output/shards"
 MERGE_INPUT = "/opt/ml/processing/input/shards"
-LAYOUT_PATH = "/opt/ml/processing/output/layout"
+MERGE_SCRATCH = "/opt/ml/processing/merged"  # not a Processing output: gt2seg upload sends the layout
+# The merge job's two steps, in one container command; its arguments follow as $1 $2 $3 ($0 names it).
+MERGE_SCRIPT = 'gt2seg merge "$1" "$2" && gt2seg upload "$1" "$3"'
 _JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 
 
@@ -87,7 +91,7 @@ def processing_requests(options: ProcessingOptions) -> ProcessingRequests:
         raise ProcessingError(f"job name {name!r}: up to 57 letters, digits and hyphens (the merge job adds -merge)")
     shards, layout_uri = f"{out}/shards/", f"{out}/layout/"
 
-    def request(job_name, count, command, inputs, local, s3_uri):
+    def request(job_name, count, command, inputs, outputs):
         req = {
             "ProcessingJobName": job_name,
             "ProcessingResources": {"ClusterConfig": {"InstanceCount": count, "InstanceType": options.instance_type,
@@ -95,22 +99,23 @@ def processing_requests(options: ProcessingOptions) -> ProcessingRequests:
             "StoppingCondition": {"MaxRuntimeInSeconds": options.max_runtime_s},
             "AppSpecification": {"ImageUri": options.image_uri, "ContainerEntrypoint": command},
             "ProcessingInputs": inputs,
-            "ProcessingOutputConfig": {"Outputs": [{
-                "OutputName": local.rsplit("/", 1)[-1],
-                "S3Output": {"S3Uri": s3_uri, "LocalPath": local, "S3UploadMode": "EndOfJob"}}]},
         }
+        if outputs:
+            req["ProcessingOutputConfig"] = {"Outputs": outputs}
         if options.role_arn:
             req["RoleArn"] = options.role_arn
         return req
 
     convert = request(name, options.instances,
                       ["gt2seg", "convert", manifest, SHARDS_PATH, "--shard", "auto", "--s3-prefix", layout_uri,
-                       *options.convert_args], [], SHARDS_PATH, shards)
-    merge = request(f"{name}-merge", 1, ["gt2seg", "merge", LAYOUT_PATH, MERGE_INPUT],
+                       *options.convert_args], [],
+                      [{"OutputName": "shards", "S3Output": {"S3Uri": shards, "LocalPath": SHARDS_PATH,
+                                                             "S3UploadMode": "EndOfJob"}}])
+    merge = request(f"{name}-merge", 1, ["sh", "-c", MERGE_SCRIPT, "gt2seg-merge", MERGE_SCRATCH, MERGE_INPUT,
+                                         layout_uri],
                     [{"InputName": "shards", "S3Input": {
                         "S3Uri": shards, "LocalPath": MERGE_INPUT, "S3DataType": "S3Prefix",
-                        "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}}],
-                    LAYOUT_PATH, layout_uri)
+                        "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}}], [])
     return ProcessingRequests(convert, merge)
 
 

@@ -33,8 +33,9 @@ def test_dry_run_prints_a_convert_job_on_n_instances_and_a_merge_job_on_one():
         "S3Uri": "s3://b/out/shards/", "LocalPath": "/opt/ml/processing/output/shards", "S3UploadMode": "EndOfJob"}
     assert merge["ProcessingInputs"][0]["S3Input"]["S3Uri"] == "s3://b/out/shards/"
     assert merge["AppSpecification"]["ContainerEntrypoint"] == [
-        "gt2seg", "merge", "/opt/ml/processing/output/layout", "/opt/ml/processing/input/shards"]
-    assert merge["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"] == "s3://b/out/layout/"
+        "sh", "-c", 'gt2seg merge "$1" "$2" && gt2seg upload "$1" "$3"', "gt2seg-merge",
+        "/opt/ml/processing/merged", "/opt/ml/processing/input/shards", "s3://b/out/layout/"]
+    assert "ProcessingOutputConfig" not in merge  # gt2seg upload sends the layout, not a Processing output
 
 
 @pytest.mark.parametrize("change, message", [

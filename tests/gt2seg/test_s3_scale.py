@@ -2,6 +2,7 @@
 S3 shows under load (503 SlowDown, connections dropped mid-body) injected by a real proxy in front of it."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from gt2seg.convert import ConvertOptions, convert
 from gt2seg.errors import ConversionError
-from gt2seg.merge import merge_shards
+from gt2seg.processing import MERGE_INPUT, MERGE_SCRATCH, SHARDS_PATH, ProcessingOptions, processing_requests
 from gtjob import standard_job, tree
 from s3proxy import S3Proxy
 
@@ -34,26 +35,50 @@ def without_output(out: Path) -> dict:
     return data
 
 
-def test_processing_hosts_convert_their_share_and_merge_into_one_machines_layout(tmp_path, s3, s3_bucket):
+def _on_this_machine(command: list, paths: dict) -> list:
+    """A Processing container's command with its /opt/ml folders mapped to the test's."""
+    return [paths.get(arg, arg) for arg in command]
+
+
+def test_processing_jobs_convert_each_hosts_share_and_upload_one_machines_layout(tmp_path, s3, s3_bucket):
+    """Both requests' own commands, run here: three "hosts" convert from the S3 server, their outputs
+    land in one folder as Processing's download of OUT/shards/ would, and the merge job's command
+    uploads exactly the layout one machine writes (no .gt2seg/) to OUT/layout/."""
     manifest = s3_job(tmp_path, s3, s3_bucket)
-    hosts = ["algo-1", "algo-2", "algo-3"]
-    runs = []
+    requests = processing_requests(ProcessingOptions(manifest, f"s3://{s3_bucket}/out", instances=3,
+                                                     image_uri="gt2seg:test", convert_args=("--workers", "1")))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    hosts, runs = ["algo-1", "algo-2", "algo-3"], []
     for host in hosts:
         config = tmp_path / host / "resourceconfig.json"
         config.parent.mkdir()
         config.write_text(json.dumps({"current_host": host, "hosts": hosts, "network_interface_name": "eth0"}))
-        env = {**os.environ, "GT2SEG_RESOURCE_CONFIG": str(config)}
-        runs.append(subprocess.Popen([*GT2SEG, "convert", manifest, tmp_path / host / "shards", "--shard", "auto",
-                                      "--s3-prefix", PREFIX, "--workers", "1", "--json"],
-                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        command = _on_this_machine(requests.convert["AppSpecification"]["ContainerEntrypoint"],
+                                   {SHARDS_PATH: str(tmp_path / host / "shards")})
+        runs.append(subprocess.Popen([*command, "--json"], env={**env, "GT2SEG_RESOURCE_CONFIG": str(config)},
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [json.loads(r.communicate()[0]) for r in runs]
     assert all(r.returncode == 0 for r in runs)
     assert sorted(o["shard"] for o in outputs) == ["0/3", "1/3", "2/3"] and sum(o["items"] for o in outputs) == 12
-    merge_shards([tmp_path / h / "shards" for h in hosts], tmp_path / "merged")
-    convert(manifest, tmp_path / "one", ConvertOptions(s3_prefix=PREFIX, workers=2))
-    assert tree(tmp_path / "merged").keys() == tree(tmp_path / "one").keys()
-    assert all(tree(tmp_path / "merged")[k] == v for k, v in tree(tmp_path / "one").items() if k != "report.json")
-    assert without_output(tmp_path / "merged") == without_output(tmp_path / "one")
+    downloaded = tmp_path / "downloaded"
+    for host in hosts:
+        shutil.copytree(tmp_path / host / "shards", downloaded, dirs_exist_ok=True)
+
+    command = _on_this_machine(requests.merge["AppSpecification"]["ContainerEntrypoint"],
+                               {MERGE_SCRATCH: str(tmp_path / "merged"), MERGE_INPUT: str(downloaded)})
+    merged = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert merged.returncode == 0, merged.stderr
+
+    convert(manifest, tmp_path / "one", ConvertOptions(s3_prefix=f"s3://{s3_bucket}/out/layout/", workers=2))
+    one = tree(tmp_path / "one")
+    listed = s3.list_objects_v2(Bucket=s3_bucket, Prefix="out/layout/")["Contents"]
+    uploaded = {o["Key"].removeprefix("out/layout/"): s3.get_object(Bucket=s3_bucket, Key=o["Key"])["Body"].read()
+                for o in listed}
+    assert uploaded.keys() == one.keys()  # the layout, and nothing of gt2seg's own
+    assert all(uploaded[k] == v for k, v in one.items() if k != "report.json")
+    report = json.loads(uploaded["report.json"])
+    assert report.pop("output") == str((tmp_path / "merged").resolve())
+    assert report == without_output(tmp_path / "one")
 
 
 def test_shard_auto_outside_processing_says_where_it_looked(tmp_path):
