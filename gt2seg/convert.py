@@ -360,7 +360,8 @@ def _settings(entries, policy, palette) -> str:
 def start_workers(options: ConvertOptions) -> None:
     """Start the pool's forkserver now, when the options need a pool: it imports gt2seg in the
     background while the caller reads the job, instead of delaying the first chunk (~0.13 s).
-    convert, convert_job and import_dataset call it first thing; a no-op once the server runs."""
+    convert and import_dataset call it before they read; without it the pool starts the server
+    itself. A no-op once the server runs."""
     if options.workers > 1:
         _pool_context()
 
@@ -466,7 +467,6 @@ def convert_job(job: Job, out_dir, options: ConvertOptions = ConvertOptions()) -
     """Write the layout of `job` at `out_dir`: the one pipeline behind `convert` and every importer.
     With `options.shard`, only that shard's map step (see gt2seg.shards); `gt2seg merge` reduces."""
     out = Path(out_dir)
-    start_workers(options)
     with layout.claim(out, list(job.inputs)):
         record, resumed = _map(job, out, options)
         del job  # the reduce reads the results, not the records: they are freed here unless the caller keeps them
