@@ -17,7 +17,8 @@ import mxnet as mx
 from gt2seg.atomic import atomic_write
 from seg.config import BUILTIN_BACKBONES, EXTENSION_HPS, Hyperparameters, parse_hyperparameters
 from seg.errors import HyperparameterError, ModelError
-from seg.models.nets import Architecture, assemble, mxnet_reason
+from seg.models.arch import Architecture
+from seg.models.nets import assemble, mxnet_reason
 
 BUILTIN_PARAMS, BUILTIN_BEST, BUILTIN_HYPERPARAMETERS = "model_algo-1", "model_best.params", "hyperparams.json"
 #: blocks in layer3 (and whether layer1 has bottlenecks) → backbone

@@ -9,10 +9,10 @@ ResNet-18/34 (extensions) keep seg's own smaller heads, as do ResNet-50/101 arti
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Optional
 
 import mxnet as mx
+import seg.models.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
 from gluoncv.model_zoo.deeplabv3 import _DeepLabHead
 from gluoncv.model_zoo.fcn import _FCNHead
 from gluoncv.model_zoo.pspnet import _PSPHead
@@ -27,15 +27,12 @@ from gluoncv.model_zoo.resnetv1b import (
 from mxnet.gluon import nn
 
 from seg.config import Hyperparameters
+from seg.models.arch import CHANNELS, STORE_NAMES, Architecture, architecture_for
 from seg.errors import PretrainedWeightsError
 
-# backbone → (GluonCV constructor, GluonCV model-store name, channels of layer3 output, of layer4 output)
-BACKBONES = {
-    "resnet-18": (resnet18_v1b, "resnet18_v1b", 256, 512),
-    "resnet-34": (resnet34_v1b, "resnet34_v1b", 256, 512),
-    "resnet-50": (resnet50_v1s, "resnet50_v1s", 1024, 2048),
-    "resnet-101": (resnet101_v1s, "resnet101_v1s", 1024, 2048),
-}
+#: backbone → GluonCV constructor (names and channels: seg.models.arch)
+CONSTRUCTORS = {"resnet-18": resnet18_v1b, "resnet-34": resnet34_v1b, "resnet-50": resnet50_v1s,
+                "resnet-101": resnet101_v1s}
 #: GluonCV's other ResNet-50/101 stem: one 7×7 conv ("v1b") instead of three 3×3 ("v1s", deep stem).
 V1B_STEMS = {"resnet-50": resnet50_v1b, "resnet-101": resnet101_v1b}
 
@@ -146,34 +143,6 @@ def _gluon_head(algorithm, nclass, norm_layer, norm_kwargs):
     return head(nclass, norm_layer=norm_layer, norm_kwargs=norm_kwargs)
 
 
-@dataclass(frozen=True)
-class Architecture:
-    """What a parameter file holds: enough to build the network it loads into strictly."""
-
-    algorithm: str
-    backbone: str
-    num_classes: int
-    stem: str = "v1s"  # "v1s": GluonCV's deep 3×3 stem (resnet*_v1s); "v1b": one 7×7 conv (resnet*_v1b)
-    heads: str = "gluoncv"  # "gluoncv": GluonCV's FCN/PSPNet/DeepLabV3 structure; "seg": seg's own heads
-    aux: bool = True  # GluonCV's auxiliary FCN head `auxlayer` on layer3 (heads == "gluoncv" only)
-
-    @property
-    def builtin_compatible(self) -> bool:
-        """True when the built-in algorithm (GluonCV's classes) can load these parameters."""
-        return self.heads == "gluoncv"
-
-    def describe(self) -> str:
-        extras = [f"{self.stem} stem", f"{self.heads} heads"] + (["aux head"] if self.aux else [])
-        return f"{self.algorithm}/{self.backbone} ({', '.join(extras)}), {self.num_classes} classes"
-
-
-def architecture_for(hp: Hyperparameters) -> Architecture:
-    """What `seg train` builds for `hp`: GluonCV's structure for the built-in's backbones, seg's heads otherwise."""
-    if hp.backbone in V1B_STEMS:
-        return Architecture(hp.algorithm, hp.backbone, hp.num_classes)
-    return Architecture(hp.algorithm, hp.backbone, hp.num_classes, stem="v1b", heads="seg", aux=False)
-
-
 class SegNet(nn.HybridBlock):
     """Dilated backbone → head → logits resized to the input's height and width (any input size).
 
@@ -210,7 +179,7 @@ def _init():
 
 
 def _backbone(arch: Architecture, norm_layer, norm_kwargs):
-    make_backbone = BACKBONES[arch.backbone][0]
+    make_backbone = CONSTRUCTORS[arch.backbone]
     if arch.stem == "v1b" and arch.backbone in V1B_STEMS:
         make_backbone = V1B_STEMS[arch.backbone]
     return make_backbone(pretrained=False, dilated=True, norm_layer=norm_layer, norm_kwargs=norm_kwargs)
@@ -222,7 +191,7 @@ def assemble(arch: Architecture, norm_layer=None, norm_kwargs=None, aux_output=F
     norm_kwargs = norm_kwargs or {}
     backbone = backbone or _backbone(arch, norm_layer, norm_kwargs)
     if arch.heads == "seg":
-        channels = BACKBONES[arch.backbone][3]
+        channels = CHANNELS[arch.backbone][1]
         return SegNet(backbone, HEADS[arch.algorithm](channels, arch.num_classes, norm_layer, norm_kwargs))
     head = _gluon_head(arch.algorithm, arch.num_classes, norm_layer, norm_kwargs)
     aux = _FCNHead(1024, arch.num_classes, norm_layer=norm_layer, norm_kwargs=norm_kwargs) if arch.aux else None
@@ -243,7 +212,7 @@ def build_network(hp: Hyperparameters, ctx=None, pretrained_path=None, norm_laye
             backbone.load_parameters(str(pretrained_path), ctx=ctx)
         except (mx.base.MXNetError, AssertionError, ValueError) as exc:
             raise PretrainedWeightsError(
-                f"{pretrained_path} does not fit backbone {arch.backbone} ({BACKBONES[arch.backbone][1]}): "
+                f"{pretrained_path} does not fit backbone {arch.backbone} ({STORE_NAMES[arch.backbone]}): "
                 f"{mxnet_reason(exc)}"
             ) from None
     else:

@@ -18,7 +18,7 @@ from pathlib import Path
 from gt2seg.atomic import atomic_write
 from seg.config import Hyperparameters, mxnet_models_dir
 from seg.errors import PretrainedWeightsError
-from seg.models.nets import BACKBONES
+from seg.models.arch import STORE_NAMES
 
 OFFLINE = "SEG_OFFLINE"  # =1: never download weights (air-gapped jobs); the model store must hold them
 
@@ -26,7 +26,7 @@ OFFLINE = "SEG_OFFLINE"  # =1: never download weights (air-gapped jobs); the mod
 def pretrained_candidates(hp: Hyperparameters) -> list:
     """Where `resolve_pretrained` looks in the model store, in order (for the error message too)."""
     store = hp.resolved_model_store()
-    name = BACKBONES[hp.backbone][1]
+    name = STORE_NAMES[hp.backbone]
     if store.endswith(".params"):
         return [store]
     return [store.rstrip("/") + f"/{name}.params", str(Path(store) / f"{name}-*.params")]
@@ -37,7 +37,7 @@ def resolve_pretrained(hp: Hyperparameters, cache_dir) -> str:
     found = _from_model_store(pretrained_candidates(hp), cache_dir)
     if found:
         return found
-    name = BACKBONES[hp.backbone][1]
+    name = STORE_NAMES[hp.backbone]
     if os.environ.get(OFFLINE) == "1":
         _missing(hp, f"not downloaded from GluonCV's model store ({_gluon_url(name)}) because {OFFLINE}=1")
     return _from_gluon_store(hp)
@@ -45,9 +45,10 @@ def resolve_pretrained(hp: Hyperparameters, cache_dir) -> str:
 
 def _from_gluon_store(hp: Hyperparameters) -> str:
     """GluonCV's weights of hp.backbone from its SHA-1-checked cache or repo; progress goes to stderr."""
+    import seg.models.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
     from gluoncv.model_zoo.model_store import get_model_file, short_hash
 
-    name = BACKBONES[hp.backbone][1]
+    name = STORE_NAMES[hp.backbone]
     try:
         with contextlib.redirect_stdout(sys.stderr):  # GluonCV prints "Downloading ..." on stdout
             return get_model_file(name, root=mxnet_models_dir())
@@ -88,7 +89,7 @@ def _gluon_url(name: str) -> str:
 
 
 def _missing(hp: Hyperparameters, gluon_problem: str):
-    name = BACKBONES[hp.backbone][1]
+    name = STORE_NAMES[hp.backbone]
     raise PretrainedWeightsError(
         f"use_pretrained_model=True but no ImageNet weights for backbone {hp.backbone} were found: looked for "
         f"{' and '.join(pretrained_candidates(hp))}, then {gluon_problem}. Put GluonCV's {name} weights in the "

@@ -94,6 +94,7 @@ def test_v1b_stem_is_told_apart_by_its_shapes(tmp_path):
 
 
 def test_seg_artifact_carries_a_model_algo_1_that_gluoncv_loads_strictly(tmp_path):
+    import seg.models.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
     from gluoncv.model_zoo import PSPNet
 
     hp = parse_hyperparameters({"num_classes": 4, "num_training_samples": 5, "algorithm": "psp", "crop_size": 64,

@@ -88,6 +88,7 @@ def test_predictor_caps_the_network_input_but_answers_at_full_size(tmp_path):
 
 
 def _backbone_file(path, name="resnet18_v1b"):
+    import seg.models.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
     from gluoncv.model_zoo.resnetv1b import resnet18_v1b
 
     backbone = resnet18_v1b(pretrained=False)

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import mxnet as mx
 import numpy as np
 import pytest
+import seg.models.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
 from gluoncv.model_zoo import model_store
 from gluoncv.model_zoo.resnetv1b import resnet18_v1b
 
