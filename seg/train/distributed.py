@@ -13,6 +13,7 @@ class Distributed:
     rank: int
     workers: int
     handle: Any = None
+    writes: bool = True  # this process writes checkpoints and the model (one process per host does)
 
     @property
     def kv(self):

@@ -109,6 +109,7 @@ def train(
     model_dir = Path(model_dir)
     np.random.seed(hp.seed)
     workers = dist.workers if dist is not None else 1
+    writes = dist is None or dist.writes  # one process per host writes its checkpoints and model
     train_source, val_source = make_sources(hp, inputs, (dist.rank, workers) if dist is not None else (0, 1))
     classes = inputs.classes or ClassTable.default(hp.num_classes).entries()
     if len(classes) != hp.num_classes:
@@ -155,18 +156,20 @@ def train(
                 "per_class_iou": metrics.per_class_iou,
             })
             state["hyperparameters"], state["stopped_early"] = hp.to_json(), stop
-            checkpoints.save(session, state, best=is_best)
+            if writes:
+                checkpoints.save(session, state, best=is_best)
             if stop:
                 log.info("early stopping after epoch %d: mIOU has not improved by more than %g for %d epochs",
                          epoch + 1, hp.early_stopping_tolerance, state["bad_epochs"])
                 stopped_early = True
                 break
 
-        write_artifact(checkpoints.folder / BEST, hp, classes, model_dir, arch)
-        metrics_json = {"best_epoch": state["best_epoch"], "validation:mIOU": state["best_miou"],
-                        "stopped_early": stopped_early, "epochs": state["history"], "engine": backend.NAME}
-        atomic_write(model_dir / "metrics.json", json.dumps(metrics_json, indent=2).encode())
-        write_curves_png(model_dir, metrics_json)
+        if writes:
+            write_artifact(checkpoints.folder / BEST, hp, classes, model_dir, arch)
+            metrics_json = {"best_epoch": state["best_epoch"], "validation:mIOU": state["best_miou"],
+                            "stopped_early": stopped_early, "epochs": state["history"], "engine": backend.NAME}
+            atomic_write(model_dir / "metrics.json", json.dumps(metrics_json, indent=2).encode())
+            write_curves_png(model_dir, metrics_json)
     log.info("best validation:mIOU=%.6f at epoch %d; model written to %s", state["best_miou"], state["best_epoch"],
              model_dir)
     return TrainResult(model_dir, state["epochs_done"], state["best_epoch"], state["best_miou"], stopped_early,
