@@ -1,0 +1,1 @@
+"""Engines: the network, the step and the weights' I/O of each framework."""
