@@ -39,8 +39,11 @@ def resize_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def _edges(length, bins: int, i: int):
-    """Start and end of adaptive pooling's cell i of `bins` along `length`: floor(i·n/b) .. ceil((i+1)·n/b)."""
-    return (i * length) // bins, -((-(i + 1) * length) // bins)
+    """Start and end of adaptive pooling's cell i of `bins` along `length`: floor(i·n/b) .. ceil((i+1)·n/b).
+
+    Non-negative operands only: the traced integer division is ONNX's Div, which truncates.
+    """
+    return (i * length) // bins, ((i + 1) * length + bins - 1) // bins
 
 
 def adaptive_avg_pool(x: torch.Tensor, bins: int) -> torch.Tensor:
