@@ -27,6 +27,8 @@ LIGHT = sorted(m for p in (gt2seg, seg) for m in _modules(p)
 
 @pytest.mark.parametrize("module", LIGHT)
 def test_module_imports_without_mxnet(module):
+    if module.startswith("seg.engines.torch"):
+        pytest.importorskip("torch")
     code = (f"import sys, {module}; heavy = [m for m in {HEAVY!r} if m in sys.modules]; "
             "assert not heavy, heavy")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -44,6 +46,7 @@ def test_gt2seg_never_imports_seg():
 
 def test_the_light_list_covers_every_stage_package():
     assert {"seg.data", "seg.pipe", "seg.jobs", "seg.cli", "seg.serve.protocol", "seg.serve.app"} <= set(LIGHT)
+    assert {"seg.engines.torch.nets", "seg.engines.torch.weights", "seg.engines.torch.onnx"} <= set(LIGHT)
 
 
 @pytest.mark.serve_onnx
