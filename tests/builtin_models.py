@@ -11,7 +11,7 @@ from pathlib import Path
 
 import mxnet as mx
 import numpy as np
-import seg.models.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
+import seg.engines.mxnet.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
 from gluoncv.model_zoo import FCN, PSPNet, DeepLabV3, segbase
 from gluoncv.model_zoo.resnetv1b import resnet50_v1b, resnet101_v1b
 from PIL import Image

@@ -1,6 +1,6 @@
 """`seg export`: the symbol + params pair of any model seg reads, for Neo or for MXNet without seg (the MXNet
 engine); or one ONNX file (`--format onnx`, from either engine: the torch engine's exporter or MXNet's symbol
-through `seg.models.to_onnx`), optionally quantized to INT8 (`seg.models.quantize`).
+through `seg.engines.mxnet.to_onnx`), optionally quantized to INT8 (`seg.models.quantize`).
 
 The graph is seg's size-agnostic one (every resize is "like" its input), so one pair (or ONNX file) serves any
 H×W; the signature writes down what a caller must feed it and what comes out: a file beside the pair, the

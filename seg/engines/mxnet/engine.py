@@ -1,4 +1,4 @@
-"""The MXNet engine: GluonCV's networks (seg.models.nets) on MXNet 1.9.1, exactly the built-in algorithm's stack.
+"""The MXNet engine: GluonCV's networks (seg.engines.mxnet.nets) on MXNet 1.9.1, exactly the built-in algorithm's stack.
 
 What an engine supplies (the torch engine has the same names): `Inference` (a loaded network's logits as
 probabilities or a mask), `TrainingSession` (the network, its optimizer and one training step), `distributed`
@@ -22,8 +22,8 @@ from gt2seg.classes import IGNORE
 from seg.config import Hyperparameters
 from seg.errors import DeviceError, ModelError
 from seg.models.arch import Architecture
-from seg.models.gpu import check_gpus
-from seg.models.nets import build_network, mxnet_reason
+from seg.engines.mxnet.gpu import check_gpus
+from seg.engines.mxnet.nets import build_network, mxnet_reason
 from seg.models.params import encode_params, write_params
 
 NAME = "mxnet"
@@ -235,8 +235,9 @@ def distributed(hp: Hyperparameters, resource: Optional[dict]):
 
 
 def export_onnx(hp: Hyperparameters, arch: Architecture, weights: dict, metadata: dict):
-    """The inference graph as an ONNX model (seg.models.to_onnx's translation of the hybridized symbol)."""
-    from seg.models.to_onnx import INPUT, symbol_to_onnx
+    """The inference graph as an ONNX model (seg.engines.mxnet.to_onnx's translation of the hybridized symbol)."""
+    from seg.engines.mxnet.to_onnx import symbol_to_onnx
+    from seg.serve.onnx_predictor import INPUT
 
     net = network(hp, arch, weights, [mx.cpu()], "the model")
     symbol = net(mx.sym.var(INPUT))

@@ -43,24 +43,11 @@ def torch_device(device: str = "auto") -> torch.device:
     return torch.device("cuda", index % torch.cuda.device_count())
 
 
-def _init(model: torch.nn.Module) -> None:
-    """MXNet's Xavier(gaussian, in, magnitude 2) for convolutions, as seg's MXNet networks start: He-normal
-    weights, zero biases; BatchNorm at gamma 1, beta 0."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-            if module.bias is not None:
-                torch.nn.init.zeros_(module.bias)
-        elif isinstance(module, torch.nn.BatchNorm2d):
-            torch.nn.init.ones_(module.weight), torch.nn.init.zeros_(module.bias)
-
-
 def network(arch: Architecture, weights: Optional[dict], where: str, aux_output: bool = False) -> torch.nn.Module:
+    """The network of `arch` (initialised as the MXNet engine initialises one), holding `weights` when given."""
     model = build(arch, aux_output=aux_output)
     if weights is not None:
         from_gluon(model, weights, where)
-    else:
-        _init(model)
     return model
 
 

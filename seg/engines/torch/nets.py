@@ -2,9 +2,9 @@
 
 Every module's attribute name and every `nn.Sequential` index mirror the structural parameter names of
 GluonCV's networks (`conv1.0.weight`, `layer1.0.downsample.1.running_var`, `head.aspp.concurent.4.gap.1.weight`,
-`auxlayer.block.4.bias`) and seg's own heads (seg.models.nets), so the weights' only renaming is BatchNorm's
+`auxlayer.block.4.bias`) and seg's own heads (seg.engines.mxnet.nets), so the weights' only renaming is BatchNorm's
 gamma/beta ↔ weight/bias (seg.engines.torch.weights). Parameter-free layers (ReLU, Dropout, pooling) keep
-GluonCV's Sequential indices for the same reason. As in seg.models.nets, every resize is "like" its input
+GluonCV's Sequential indices for the same reason. As in seg.engines.mxnet.nets, every resize is "like" its input
 (bilinear, align_corners=True, which is MXNet's BilinearResize2D), so one network serves any input size.
 """
 from __future__ import annotations
@@ -254,7 +254,7 @@ class GluonDeepLabHead(nn.Module):
         return self.block(self.aspp(x))
 
 
-# ---- seg's own heads (seg.models.nets: ResNet-18/34, and ResNet-50/101 models with heads == "seg") ---------
+# ---- seg's own heads (seg.engines.mxnet.nets: ResNet-18/34, and ResNet-50/101 models with heads == "seg") ---------
 
 class FCNHead(nn.Module):
     """seg's FCN head: conv-BN-ReLU (to in/4 channels unless told) as one block, dropout 0.1, 1×1 classifier."""
@@ -344,7 +344,7 @@ class SegNet(nn.Module):
 
 
 def initialize(module: nn.Module) -> nn.Module:
-    """seg's MXNet initialisation (seg.models.nets): convolutions Xavier gaussian, fan-in, magnitude 2
+    """seg's MXNet initialisation (seg.engines.mxnet.nets): convolutions Xavier gaussian, fan-in, magnitude 2
     (He normal), biases 0; BatchNorm gamma 1, beta 0 with running mean 0 and variance 1."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):

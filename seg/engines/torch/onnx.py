@@ -10,6 +10,7 @@ import torch
 
 from gt2seg.atomic import atomic_write
 from seg.errors import ExportError
+from seg.serve.onnx_predictor import INPUT, OUTPUT
 
 OPSET = 13
 #: the traced example's height and width: odd, and no multiple of the PSP bins, so no size is special-cased
@@ -26,9 +27,9 @@ def export_onnx(module: torch.nn.Module, path_or_buffer=None) -> bytes:
     out = io.BytesIO()
     try:
         with torch.no_grad():
-            torch.onnx.export(module, (example,), out, dynamo=False, opset_version=OPSET, input_names=["data"],
-                              output_names=["logits"], dynamic_axes={"data": {0: "N", 2: "H", 3: "W"},
-                                                                      "logits": {0: "N", 2: "H", 3: "W"}})
+            torch.onnx.export(module, (example,), out, dynamo=False, opset_version=OPSET, input_names=[INPUT],
+                              output_names=[OUTPUT], dynamic_axes={INPUT: {0: "N", 2: "H", 3: "W"},
+                                                                   OUTPUT: {0: "N", 2: "H", 3: "W"}})
     except Exception as exc:  # the exporter raises many types; the user needs its reason in one line
         raise ExportError(f"torch could not export {type(module).__name__} to ONNX: "
                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None

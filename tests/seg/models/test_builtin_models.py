@@ -26,7 +26,7 @@ from seg.models.params import write_params  # noqa: E402
 from seg.models.arch import parameter_shapes as expected_shapes  # noqa: E402
 from seg.models.builtin import detect_architecture  # noqa: E402
 from seg.models.export import export_model  # noqa: E402
-from seg.models.nets import Architecture, build_network  # noqa: E402
+from seg.engines.mxnet.nets import Architecture, build_network  # noqa: E402
 from seg.serve.predictor import Predictor  # noqa: E402
 
 pytestmark = pytest.mark.mxnet
@@ -97,7 +97,7 @@ def test_v1b_stem_is_told_apart_by_its_shapes(tmp_path):
 
 
 def test_seg_artifact_carries_a_model_algo_1_that_gluoncv_loads_strictly(tmp_path):
-    import seg.models.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
+    import seg.engines.mxnet.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
     from gluoncv.model_zoo import PSPNet
 
     hp = parse_hyperparameters({"num_classes": 4, "num_training_samples": 5, "algorithm": "psp", "crop_size": 64,

@@ -2,7 +2,7 @@
 import mxnet as mx
 import pytest
 
-from seg.models.gpu import check_gpus, gpu_capabilities, unsupported_gpus
+from seg.engines.mxnet.gpu import check_gpus, gpu_capabilities, unsupported_gpus
 from seg.engines.mxnet.engine import contexts
 
 NO_GPU = pytest.mark.skipif(mx.context.num_gpus() > 0, reason="checks the GPU-less path")

@@ -8,7 +8,7 @@ mx = pytest.importorskip("mxnet")
 
 from seg.config import parse_hyperparameters
 from seg.errors import ModelError, PretrainedWeightsError
-from seg.models.nets import build_network
+from seg.engines.mxnet.nets import build_network
 from seg.engines.mxnet.engine import loss as seg_loss, weights_of
 from seg.models.artifact import check_compatible, load_model, read_model, write_artifact
 from seg.models.params import write_params
@@ -93,7 +93,7 @@ def test_predictor_caps_the_network_input_but_answers_at_full_size(tmp_path):
 
 
 def _backbone_file(path, name="resnet18_v1b"):
-    import seg.models.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
+    import seg.engines.mxnet.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
     from gluoncv.model_zoo.resnetv1b import resnet18_v1b
 
     backbone = resnet18_v1b(pretrained=False)
@@ -152,7 +152,7 @@ def test_a_model_folder_names_what_is_missing(tmp_path):
 def test_an_mxnet_op_without_an_onnx_translation_is_named():
     pytest.importorskip("onnx")
     from seg.errors import ExportError
-    from seg.models.to_onnx import symbol_to_onnx
+    from seg.engines.mxnet.to_onnx import symbol_to_onnx
 
     symbol = mx.sym.LRN(mx.sym.var("data"), nsize=3)
     with pytest.raises(ExportError, match="MXNet op LRN .* has no ONNX translation"):

@@ -17,12 +17,12 @@ from types import SimpleNamespace
 import mxnet as mx
 import numpy as np
 import pytest
-import seg.models.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
+import seg.engines.mxnet.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
 from gluoncv.model_zoo.resnetv1b import resnet18_v1b
 
 from seg.config import parse_hyperparameters
 from seg.errors import PretrainedWeightsError
-from seg.models.nets import build_network
+from seg.engines.mxnet.nets import build_network
 from seg.models.pretrained import GLUON_SHA1, resolve_pretrained
 
 NAME = "resnet18_v1b"  # GluonCV's name for backbone resnet-18

@@ -31,7 +31,7 @@ def builtin_tarball(module_tmp):
 
 
 def test_auxiliary_loss_is_gluoncvs_mix_softmax_cross_entropy():
-    import seg.models.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
+    import seg.engines.mxnet.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
     from gluoncv.loss import MixSoftmaxCrossEntropyLoss
     import numpy as np
 

@@ -12,7 +12,7 @@ mx = pytest.importorskip("mxnet")
 
 from seg.config import parse_hyperparameters
 from seg.data.transforms import normalize
-from seg.models.nets import build_network
+from seg.engines.mxnet.nets import build_network
 from seg.engines.mxnet.engine import loss as seg_loss
 from synthdata import make_pair, write_layout  # noqa: E402
 

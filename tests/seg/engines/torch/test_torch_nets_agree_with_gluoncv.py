@@ -18,7 +18,7 @@ from builtin_models import gluoncv_net  # noqa: E402
 from seg.engines.torch.nets import build  # noqa: E402
 from seg.engines.torch.weights import from_gluon  # noqa: E402
 from seg.models.arch import Architecture  # noqa: E402
-from seg.models.nets import assemble  # noqa: E402
+from seg.engines.mxnet.nets import assemble  # noqa: E402
 
 pytestmark = [pytest.mark.mxnet, pytest.mark.torch]
 CLASSES = 5  # no head has 5 channels but the classifiers
