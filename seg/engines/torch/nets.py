@@ -218,7 +218,8 @@ class GluonPSPHead(nn.Module):
 
 
 class ImagePooling(nn.Module):
-    """GluonCV's _AsppPooling: global average → 1×1 conv → BN → ReLU (`gap.0` … `gap.3`), resized like its input."""
+    """GluonCV's _AsppPooling: global average → 1×1 conv → BN → ReLU (`gap.0` … `gap.3`), resized like its
+    input."""
 
     def __init__(self, in_channels: int, channels: int):
         super().__init__()
