@@ -98,7 +98,7 @@ def test_seg_heads_on_resnet_50_as_older_artifacts_hold_them_export_too(tmp_path
     from artifacts import save_random_artifact
     from seg.models.arch import Architecture
 
-    arch = Architecture(algorithm, "resnet-50", 3, stem="v1b", heads="seg", aux=False)
+    arch = Architecture(algorithm, "resnet-50", 3, stem="v1s", heads="seg", aux=False)
     model = load_model(save_random_artifact(tmp_path / "m", backbone="resnet-50", algorithm=algorithm, crop_size=32,
                                             arch=arch))
     scale_classifier(model, seg_engine)
