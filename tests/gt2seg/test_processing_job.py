@@ -38,6 +38,28 @@ def test_dry_run_prints_a_convert_job_on_n_instances_and_a_merge_job_on_one():
     assert "ProcessingOutputConfig" not in merge  # gt2seg upload sends the layout, not a Processing output
 
 
+@pytest.mark.parametrize("before_dashes, refused", [
+    (["--instnces", "4"], "No such option '--instnces'"),
+    (["--unknown-color", "ignore"], "No such option '--unknown-color'"),
+    (["stray"], "unexpected extra argument (stray)"),
+])
+def test_only_what_follows_the_dashes_is_forwarded_anything_unknown_before_them_is_a_usage_error(
+        before_dashes, refused):
+    result = subprocess.run([*GT2SEG, "processing-job", "s3://b/m", "s3://b/out", "--image", IMAGE, "--dry-run",
+                             *before_dashes, "--", "--seed", "3"], capture_output=True, text=True)
+    assert result.returncode == 2 and refused in result.stderr and result.stdout == ""
+
+
+def test_options_after_the_dashes_reach_convert_even_when_processing_job_has_one_of_the_same_name():
+    result = subprocess.run([*GT2SEG, "processing-job", "s3://b/m", "s3://b/out", "--image", IMAGE, "--dry-run",
+                             "--instances", "3", "--", "--instances", "9", "--seed", "3"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    convert = json.loads(result.stdout)["convert"]
+    assert convert["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 3
+    assert convert["AppSpecification"]["ContainerEntrypoint"][-4:] == ["--instances", "9", "--seed", "3"]
+
+
 @pytest.mark.parametrize("change, message", [
     ({"manifest": "job/output.manifest"}, "MANIFEST must be an s3:// URI"),
     ({"image_uri": None}, "needs a container image"),
