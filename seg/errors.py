@@ -12,12 +12,18 @@ class SegError(Exception):
     """Root: a failure seg reports on purpose, with what went wrong and the fix."""
 
 
+def install_extra_hint(extra: str) -> str:
+    """The command that installs one of setup.cfg's extras. gt2seg is not on the package index (and `seg` there
+    is another project), so it is an editable install run in a checkout of this repository."""
+    return f"from a checkout of gt2seg: pip install -e '.[{extra}]'"
+
+
 class MissingExtraError(SegError):
     """A command needs an optional dependency that is not installed."""
 
     def __init__(self, module: str, extra: str = "cpu"):
-        super().__init__(f"this needs {module}, which is not installed; install the {extra!r} extra: "
-                         f"pip install 'gt2seg[{extra}]'")
+        super().__init__(f"this needs {module}, which is not installed; install the {extra!r} extra "
+                         f"{install_extra_hint(extra)}")
         self.module, self.extra = module, extra
 
 

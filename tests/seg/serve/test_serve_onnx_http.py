@@ -141,6 +141,7 @@ def test_gpu_without_cuda_fails_when_the_device_is_strict(model_path):
         pytest.skip("this onnxruntime has CUDA: nothing to fall back from")
     code, stderr = serve_to_failure(model_path, "--runtime", "onnx", "--device", "gpu", "--strict-device", "--no-proxy")
     assert code == 1 and "--device gpu: ONNX Runtime has no CUDAExecutionProvider" in stderr, stderr
+    assert "pip install onnxruntime-gpu" in stderr, stderr
 
 
 def test_the_container_entry_takes_the_runtime_from_seg_runtime(model_path):
