@@ -13,8 +13,10 @@ import sys
 import numpy as np
 import pytest
 
+from ci_skips import require
+
 mx = pytest.importorskip("mxnet")
-pytest.importorskip("onnxruntime")
+require("onnxruntime", "the cpu extra installs it")
 
 from seg.errors import ExportError
 from seg.models.artifact import load_artifact
