@@ -99,7 +99,9 @@ def test_client_faults_get_the_same_4xx_as_with_mxnet(server, case):
 
 
 def test_the_serving_workers_never_import_mxnet(server):
-    for pid in server.worker_pids():
+    workers = server.worker_pids()
+    assert len(workers) == server.workers == 2, workers
+    for pid in workers:
         with open(f"/proc/{pid}/maps") as maps:
             assert "libmxnet" not in maps.read()
 
