@@ -87,6 +87,29 @@ def test_submitting_with_no_aws_region_is_one_line_not_a_traceback(tmp_path):
     assert result.stderr.startswith("Error: cannot reach SageMaker: You must specify a region")
 
 
+def test_both_requests_are_ones_sagemaker_accepts_and_run_one_after_the_other(s3_server):
+    """Sent to moto's SageMaker (AWS_ENDPOINT_URL): botocore checks every field against the CreateProcessingJob
+    shape on the way, and the jobs SageMaker then describes are the requests the dry run printed."""
+    import boto3
+
+    args = [*GT2SEG, "processing-job", "s3://b/job/output.manifest", "s3://b/out/", "--instances", "3", "--image",
+            IMAGE, "--role", ROLE, "--job-name", "city"]
+    forwarded = ["--", "--unknown-color", "ignore"]
+    requests = json.loads(subprocess.run([*args, "--dry-run", *forwarded], capture_output=True, text=True,
+                                         check=True).stdout)
+    result = subprocess.run([*args, *forwarded], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "layout written to s3://b/out/layout/\n"
+    assert result.stderr.splitlines() == ["city: InProgress", "city: Completed", "city-merge: InProgress",
+                                          "city-merge: Completed"]
+    client = boto3.client("sagemaker")
+    for request in requests.values():
+        job = client.describe_processing_job(ProcessingJobName=request["ProcessingJobName"])
+        assert job["ProcessingJobStatus"] == "Completed"
+        kept = set(request) - {"ProcessingResources"}  # moto does not keep ProcessingResources (botocore checked it)
+        assert {key: job[key] for key in kept} == {key: request[key] for key in kept}
+
+
 def test_shard_of_this_host_is_its_place_in_the_host_list(tmp_path):
     config = tmp_path / "resourceconfig.json"
     config.write_text(json.dumps({"current_host": "algo-2", "hosts": ["algo-1", "algo-2", "algo-3"]}))
