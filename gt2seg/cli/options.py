@@ -101,7 +101,8 @@ def ref_root_option(help):
 
 
 _CONVERT_OPTIONS = [
-    click.option("--validation-fraction", default=0.2, show_default=True, type=float),
+    click.option("--validation-fraction", default=0.2, show_default=True, type=float,
+                 help="Share of the items in validation when gt2seg splits them (seeded by --seed)."),
     click.option("--seed", default=0, show_default=True, type=int, help="Split seed."),
     click.option("--unknown-color", type=click.Choice(["error", "background", "ignore", "nearest"]),
                  default="error", show_default=True, help="What to do with mask colours not in the line's map."),
