@@ -31,6 +31,13 @@ def test_option_help_names_only_the_commands_own_options(name, command):
     assert {(option, flag) for option, flag in named if flag not in own} == set()
 
 
+@pytest.mark.parametrize("name, command", COMMANDS, ids=[name for name, _ in COMMANDS])
+def test_no_command_lets_an_unknown_option_through(name, command):
+    """A misspelt option must be a usage error, never an argument passed on (what follows `--` excepted)."""
+    assert not command.ignore_unknown_options and not command.allow_extra_args
+    assert [p.name for p in command.params if isinstance(p, click.Argument) and p.type is click.UNPROCESSED] == []
+
+
 @pytest.mark.parametrize("module, prog", [("gt2seg.cli", "gt2seg"), ("seg.cli", "seg")])
 def test_version_is_the_installed_distributions(module, prog):
     result = subprocess.run([sys.executable, "-c", f"from {module} import main; main(prog_name={prog!r})",
