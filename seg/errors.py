@@ -21,23 +21,23 @@ def install_extra_hint(extra: str) -> str:
 class MissingExtraError(SegError):
     """A command needs an optional dependency that is not installed."""
 
-    def __init__(self, module: str, extra: str = "cpu"):
-        super().__init__(f"this needs {module}, which is not installed; install the {extra!r} extra "
-                         f"{install_extra_hint(extra)}")
+    def __init__(self, module: str, extra: str = "cpu", why: str = ""):
+        super().__init__(f"this needs {module}, which is not installed{'; ' + why if why else ''}; install the "
+                         f"{extra!r} extra {install_extra_hint(extra)}")
         self.module, self.extra = module, extra
 
 
-# Root modules of the optional extras, and the pip name to show for each.
-EXTRA_MODULES = {"mxnet": "mxnet", "gluoncv": "gluoncv", "cv2": "opencv-python", "gunicorn": "gunicorn",
-                 "google": "protobuf", "requests": "requests",
-                 "onnx": "onnx", "onnxruntime": "onnxruntime"}
+# Root modules of the optional extras: the pip name to show for each, and the extra of setup.cfg that installs it.
+EXTRA_MODULES = {"mxnet": ("mxnet", "cpu"), "gluoncv": ("gluoncv", "cpu"), "cv2": ("opencv-python", "cpu"),
+                 "gunicorn": ("gunicorn", "cpu"), "google": ("protobuf", "cpu"), "requests": ("requests", "cpu"),
+                 "onnx": ("onnx", "cpu"), "onnxruntime": ("onnxruntime", "cpu"), "torch": ("torch", "torch")}
 
 
 def missing_extra(exc: BaseException):
     """The MissingExtraError an ImportError of an optional dependency stands for, else None."""
     root = (getattr(exc, "name", None) or "").split(".")[0]
     if isinstance(exc, ImportError) and root in EXTRA_MODULES:
-        return MissingExtraError(EXTRA_MODULES[root])
+        return MissingExtraError(*EXTRA_MODULES[root])
     return None
 
 
@@ -118,7 +118,7 @@ class TrainingError(SegError):
 
 
 class DeviceError(SegError):
-    """A GPU that MXNet's CUDA kernels cannot run on; the message names it and what to use instead."""
+    """A device that cannot be used: a GPU MXNet's CUDA kernels cannot run on, or `device=gpu` without CUDA."""
 
 
 class ExportError(ModelError):

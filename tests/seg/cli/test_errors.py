@@ -10,7 +10,8 @@ import pytest
 
 from repo import ROOT
 from seg.cli.errors import as_flags
-from seg.errors import EXTRA_MODULES, MissingExtraError
+from seg.errors import EXTRA_MODULES, missing_extra
+from synthdata import write_layout
 
 
 def seg(*args, before=""):
@@ -36,9 +37,11 @@ def test_oserror_naming_a_file_is_one_line(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("module, command", [("mxnet", ["train", "--data", "{tmp}", "--model-dir", "{tmp}/m"]),
-                                             ("gunicorn", ["serve", "{tmp}"])])
+@pytest.mark.parametrize("module, command", [
+    ("mxnet", ["train", "--engine", "mxnet", "--data", "{tmp}/data", "--model-dir", "{tmp}/m"]),
+    ("gunicorn", ["serve", "{tmp}"])])
 def test_missing_extra_says_what_to_install(tmp_path, module, command):
+    write_layout(tmp_path / "data", n_train=2, n_val=1, size=16)  # valid data: the engine is what is missing
     result = seg(*[arg.format(tmp=tmp_path) for arg in command], before=f"import sys; sys.modules[{module!r}] = None")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"this needs {module}" in result.stderr
@@ -52,10 +55,12 @@ def test_the_extra_a_missing_module_names_is_in_setup_cfg_and_installs_that_modu
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
     extras = config["options.extras_require"]
-    for module, distribution in EXTRA_MODULES.items():
-        error = MissingExtraError(distribution)
+    for module, (distribution, extra) in EXTRA_MODULES.items():
+        error = missing_extra(ModuleNotFoundError(f"No module named {module!r}", name=module))
+        assert (error.module, error.extra) == (distribution, extra)
         command = re.search(r"pip install -e '\.\[(\w+)\]'", str(error))
         assert command and str(error).endswith(f"from a checkout of gt2seg: {command.group(0)}"), str(error)
+        assert command.group(1) in extras, f"{module}: setup.cfg has no {command.group(1)!r} extra"
         listed = [re.split(r"[<>=!~\[ ]", line.strip())[0] for line in extras[command.group(1)].split("\n")]
         assert distribution in listed, f"{module}: {distribution} is not in the {command.group(1)!r} extra"
 
