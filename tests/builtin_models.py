@@ -23,7 +23,8 @@ GLUONCV = {"fcn": FCN, "psp": PSPNet, "deeplab": DeepLabV3}
 
 def gluoncv_net(algorithm, num_classes=4, stem="v1s", seed=1, size=64, backbone="resnet50"):
     """GluonCV's FCN / PSPNet / DeepLabV3 on ResNet-50 (or `backbone`="resnet101") with aux head, random weights;
-    stem "v1b" builds it on GluonCV's resnet50_v1b (7×7 stem) instead of resnet50_v1s, as other GluonCV versions did."""
+    stem "v1b" builds it on GluonCV's resnet50_v1b (7×7 stem) instead of resnet50_v1s, as other GluonCV versions
+    did."""
     mx.random.seed(seed)
     v1s = f"{backbone}_v1s"
     base = {"resnet50": resnet50_v1b, "resnet101": resnet101_v1b}[backbone] if stem == "v1b" else getattr(segbase, v1s)

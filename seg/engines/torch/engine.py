@@ -109,7 +109,9 @@ def loss(logits, label: torch.Tensor, aux_weight: float = 0.0) -> torch.Tensor:
     if isinstance(logits, (tuple, list)):
         main, aux = logits
         return loss(main, label) + aux_weight * loss(aux, label)
-    total = F.cross_entropy(logits.float(), label, ignore_index=IGNORE, reduction="sum")
+    if logits.dtype in (torch.float16, torch.bfloat16):  # autocast: the softmax in float32
+        logits = logits.float()
+    total = F.cross_entropy(logits, label, ignore_index=IGNORE, reduction="sum")
     return total / (label != IGNORE).sum().clamp(min=1)
 
 
@@ -155,10 +157,12 @@ class TrainingSession:
 
     `pretrained`: GluonCV's ImageNet backbone file; `weights`: full weights (incremental training, resume) as
     GluonCV name → array; `dist`: the `Distributed` of a multi-process job (DDP over the global process group).
+    `splits`: each batch goes through the network in that many parts, each normalised by its own BatchNorm
+    statistics, their gradients averaged: what MXNet does across a host's GPUs and DDP across processes.
     """
 
     def __init__(self, hp: Hyperparameters, arch: Architecture, per_epoch: int, pretrained: Optional[str] = None,
-                 weights: Optional[dict] = None, dist=None, device: str = "auto"):
+                 weights: Optional[dict] = None, dist=None, device: str = "auto", splits: int = 1):
         torch.manual_seed(hp.seed)
         self.device = torch_device(device)
         if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
@@ -188,7 +192,7 @@ class TrainingSession:
         self.groups = [{"params": [p for n, p in named if not n.startswith(HEADS)], "mult": 1.0},
                        {"params": [p for n, p in named if n.startswith(HEADS)], "mult": float(HEAD_LR_MULT)}]
         self.optimizer = _optimizer(hp, [g for g in self.groups if g["params"]])
-        self.updates, self._losses = 0, []
+        self.updates, self._losses, self.splits = 0, [], splits
 
     def _batch(self, data: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)).to(self.device, non_blocking=True)
@@ -202,18 +206,23 @@ class TrainingSession:
         for group in self.optimizer.param_groups:
             group["lr"] = rate * group["mult"]
         self.net.train()
-        target = torch.from_numpy(np.asarray(label, dtype=np.int64)).to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-            value = loss(self.net(self._batch(data)), target, self.hp.aux_loss_weight)
         self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        parts = list(zip(np.array_split(data, self.splits), np.array_split(label, self.splits)))
+        for i, (part, part_label) in enumerate(parts):
+            target = torch.from_numpy(np.asarray(part_label, dtype=np.int64)).to(self.device, non_blocking=True)
+            last = i == len(parts) - 1  # DDP averages the gradients across processes once, after the last part
+            with contextlib.nullcontext() if self.dist is None or last else self.net.no_sync():
+                with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+                    value = loss(self.net(self._batch(part)), target, self.hp.aux_loss_weight) / len(parts)
+                (self.scaler.scale(value) if self.scaler is not None else value).backward()
+            total = total + value.detach()
         if self.scaler is not None:
-            self.scaler.scale(value).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            value.backward()
             self.optimizer.step()
-        self._losses.append(value.detach())
+        self._losses.append(total)
 
     def epoch_loss(self) -> Optional[float]:
         """The mean batch loss since the last call (None when no batch ran); under DDP averaged over processes,

@@ -47,16 +47,19 @@ def _edges(length, bins: int, i: int):
 
 
 def adaptive_avg_pool(x: torch.Tensor, bins: int) -> torch.Tensor:
-    """`adaptive_avg_pool2d(x, bins)`, with every cell an explicit slice and mean when exporting to ONNX.
-
-    The legacy ONNX exporter writes adaptive pooling as a fixed AveragePool sized for the traced input, wrong at
-    any other size; slices whose edges are computed from the input's shape trace to dynamic Slice/ReduceMean.
-    The mean over a cell is taken rows first, then columns (the same cells, so the same values up to rounding).
-    """
+    """`adaptive_avg_pool2d(x, bins)` (MXNet's AdaptiveAvgPooling2D: the same cells); while exporting to ONNX,
+    `sliced_avg_pool`, as torch's exporter cannot write adaptive pooling for a dynamic input size."""
     if bins == 1:
         return x.mean(dim=(2, 3), keepdim=True)
-    if not torch.onnx.is_in_onnx_export():
-        return F.adaptive_avg_pool2d(x, bins)
+    if torch.onnx.is_in_onnx_export():
+        return sliced_avg_pool(x, bins)
+    return F.adaptive_avg_pool2d(x, bins)
+
+
+def sliced_avg_pool(x: torch.Tensor, bins: int) -> torch.Tensor:
+    """Adaptive average pooling with every cell an explicit slice and mean, edges computed from x's shape: traced,
+    these are dynamic Slice/ReduceMean nodes, right at any input size. Rows first, then columns (the same cells,
+    so the same values up to rounding)."""
     height, width = x.shape[2], x.shape[3]
     rows = []
     for i in range(bins):
@@ -215,7 +218,8 @@ class GluonPSPHead(nn.Module):
 
 
 class ImagePooling(nn.Module):
-    """GluonCV's _AsppPooling: global average → 1×1 conv → BN → ReLU (`gap.0` … `gap.3`), resized like its input."""
+    """GluonCV's _AsppPooling: global average → 1×1 conv → BN → ReLU (`gap.0` … `gap.3`), resized like its
+    input."""
 
     def __init__(self, in_channels: int, channels: int):
         super().__init__()

@@ -18,10 +18,12 @@ EXAMPLE_SIZE = (67, 93)
 
 
 def export_onnx(module: torch.nn.Module, path_or_buffer=None) -> bytes:
-    """The serialized ONNX ModelProto of `module` in eval mode (also written to `path_or_buffer` when given: a path
-    is written whole or not at all)."""
-    was_training = module.training
+    """The serialized ONNX ModelProto of `module` in eval mode, logits alone (a SegNet's auxiliary output is left
+    out); also written to `path_or_buffer` when given (a path: whole or not at all)."""
+    was_training, aux_output = module.training, getattr(module, "aux_output", False)
     module.eval()
+    if aux_output:
+        module.aux_output = False
     parameter = next(module.parameters())
     example = torch.zeros((1, 3) + EXAMPLE_SIZE, dtype=parameter.dtype, device=parameter.device)
     out = io.BytesIO()
@@ -35,6 +37,8 @@ def export_onnx(module: torch.nn.Module, path_or_buffer=None) -> bytes:
                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
     finally:
         module.train(was_training)
+        if aux_output:
+            module.aux_output = aux_output
     data = out.getvalue()
     if isinstance(path_or_buffer, (str, os.PathLike)):
         atomic_write(path_or_buffer, data)

@@ -113,7 +113,8 @@ def test_torch_equals_gluoncv_demo_at_odd_and_even_sizes(gluoncv_and_torch, size
 
 # ---- seg's MXNet networks: seg's heads (ResNet-18/34, older ResNet-50 models), GluonCV's heads on the 7×7 stem --
 
-SEG_ARCHS = ([Architecture(a, b, CLASSES, "v1b", "seg", aux=False) for b in ("resnet-18", "resnet-34") for a in ALGORITHMS]
+SEG_ARCHS = ([Architecture(a, b, CLASSES, "v1b", "seg", aux=False)
+              for b in ("resnet-18", "resnet-34") for a in ALGORITHMS]
              + [Architecture(a, "resnet-50", CLASSES, "v1s", "seg", aux=False) for a in ALGORITHMS]
              + [Architecture(a, "resnet-50", CLASSES, "v1b", "gluoncv", aux=True) for a in ALGORITHMS])
 
