@@ -45,6 +45,14 @@ _RUN_OPTIONS = ("workers", "shard", "progress", "prefetch", "ref_roots")
 
 @dataclass(frozen=True)
 class ConvertOptions:
+    """How items are converted, split and placed (the fields are `gt2seg convert`'s options).
+
+    `workers` defaults to 1 here and to every core (os.cpu_count()) on the command line, on purpose: a
+    library call converts in the calling process unless asked, so a notebook, a test or a caller with its
+    own pool never gets a pool of processes it did not ask for; the command line owns its machine and uses
+    all of it. Pass workers=os.cpu_count() for the command line's speed.
+    """
+
     label_attributes: tuple[str, ...] = ()
     validation_fraction: float = 0.2
     seed: int = 0

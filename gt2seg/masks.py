@@ -75,6 +75,7 @@ class DecodedMask:
     transparent_pixels: int
     unknown_pixels: int
     counts: tuple[int, ...]  # pixels per value 0..255 of `array`, known from the decode (no second pass)
+    decoder: str  # which decoder gave the pixels: unfiltered (gt2seg.png's inflate) | libspng | pillow
 
 
 def _hex(color: int) -> str:
@@ -229,14 +230,14 @@ def _by_value_colour(arr, runs, values, counts, used, packed, alpha, route, entr
     return out, route, transparent, unknown, out_counts
 
 
-def _eight_bit(img, data, line, ref) -> tuple[np.ndarray, bytes]:
-    """A P or L mask's values and palette: an unfiltered PNG's straight from the inflate, else Pillow's."""
+def _eight_bit(img, data, line, ref) -> tuple[np.ndarray, bytes, str]:
+    """A P or L mask's values, palette and decoder: an unfiltered PNG's straight from the inflate, else Pillow's."""
     if img.format == "PNG" and not getattr(img, "is_animated", False):
         simple = decode_unfiltered(data)
         if simple is not None:
-            return simple
+            return (*simple, "unfiltered")
     load(img, line=line, ref=ref, what="mask")
-    return np.asarray(img), bytes(img.getpalette("RGB") or b"") if img.mode == "P" else b""
+    return np.asarray(img), bytes(img.getpalette("RGB") or b"") if img.mode == "P" else b"", "pillow"
 
 
 def _decode_palette(img, arr, palette, entries, policy, line, ref):
@@ -257,15 +258,16 @@ def _decode_palette(img, arr, palette, entries, policy, line, ref):
     return _by_value_colour(arr, runs, values, counts, used, packed, alpha, "palette-colour", entries, policy, line, ref)
 
 
-def _gray_values(img, data, line, ref) -> np.ndarray:
-    """A single-channel mask's values as uint8 (16-bit or 1-bit ones too, when they fit)."""
+def _gray_values(img, data, line, ref) -> tuple[np.ndarray, str]:
+    """A single-channel mask's values as uint8 (16-bit or 1-bit ones too, when they fit), and the decoder."""
     if img.mode == "L":
-        return _eight_bit(img, data, line, ref)[0]
+        arr, _, decoder = _eight_bit(img, data, line, ref)
+        return arr, decoder
     load(img, line=line, ref=ref, what="mask")
     arr = np.asarray(img.convert("L") if img.mode == "1" else img)
     if arr.size and (arr.min() < 0 or arr.max() > 255):
         raise ItemError(line, f"mask {ref} has values outside 0..255 ({arr.min()}..{arr.max()})")
-    return arr.astype(np.uint8)
+    return arr.astype(np.uint8), "pillow"
 
 
 def _decode_gray(img, arr, entries, policy, line, ref):
@@ -283,19 +285,19 @@ def _decode_gray(img, arr, entries, policy, line, ref):
                             entries, policy, line, ref)
 
 
-def _colour_pixels(img, data, line, ref) -> np.ndarray:
-    """H x W x 3 (RGB) or x 4 (RGBA: the mask has alpha or a tRNS colour key) uint8 pixels."""
+def _colour_pixels(img, data, line, ref) -> tuple[np.ndarray, str]:
+    """H x W x 3 (RGB) or x 4 (RGBA: the mask has alpha or a tRNS colour key) uint8 pixels, and the decoder."""
     if pyspng is not None and _spng_decodes(img, data):
         try:
             pixels = pyspng.load(data)
         except Exception:  # libspng refuses the bytes: Pillow decodes them below, and says what is wrong
             pixels = None
         if pixels is not None and pixels.dtype == np.uint8 and pixels.shape == (img.height, img.width, len(img.mode)):
-            return pixels
+            return pixels, "libspng"
     load(img, line=line, ref=ref, what="mask")
     if img.mode not in ("RGB", "RGBA") or "transparency" in img.info:
         img = img.convert("RGBA" if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info else "RGB")
-    return np.asarray(img)
+    return np.asarray(img), "pillow"
 
 
 def _spng_decodes(img, data: bytes) -> bool:
@@ -304,8 +306,7 @@ def _spng_decodes(img, data: bytes) -> bool:
             and "transparency" not in img.info and not getattr(img, "is_animated", False))
 
 
-def _decode_colour(img, data, entries, policy, line, ref):
-    pixels = _colour_pixels(img, data, line, ref)
+def _decode_colour(img, pixels, entries, policy, line, ref):
     runs = _Runs.of(pixels)
     first = pixels.reshape(-1, pixels.shape[2])[runs.starts].astype(np.int64)  # each run's colour
     keys = first[:, 0] << 16 | first[:, 1] << 8 | first[:, 2]  # 0xRRGGBB, alpha above
@@ -325,13 +326,14 @@ def decode_mask(data: bytes, entries, policy: MaskPolicy, image_size, *, line: i
     """Global-index mask at the image's size (see the module docstring for the routes)."""
     img = open_image(data, line=line, ref=ref, what="mask")  # the header: size limit before any decode
     if img.mode == "P":
-        arr, palette = _eight_bit(img, data, line, ref)
+        arr, palette, decoder = _eight_bit(img, data, line, ref)
         out, route, transparent, unknown, counts = _decode_palette(img, arr, palette, entries, policy, line, ref)
     elif img.mode in ("L", "I", "I;16", "1"):
-        arr = _gray_values(img, data, line, ref)
+        arr, decoder = _gray_values(img, data, line, ref)
         out, route, transparent, unknown, counts = _decode_gray(img, arr, entries, policy, line, ref)
     else:
-        out, route, transparent, unknown, counts = _decode_colour(img, data, entries, policy, line, ref)
+        pixels, decoder = _colour_pixels(img, data, line, ref)
+        out, route, transparent, unknown, counts = _decode_colour(img, pixels, entries, policy, line, ref)
 
     expanded = resized = False
     width, height = image_size
@@ -349,4 +351,4 @@ def decode_mask(data: bytes, entries, policy: MaskPolicy, image_size, *, line: i
                 f"mask {ref} is {out.shape[1]}x{out.shape[0]} but its image is {width}x{height}; "
                 "pass --resize-masks to resize masks (nearest neighbour)",
             )
-    return DecodedMask(out, route, expanded, resized, transparent, unknown, tuple(counts.tolist()))
+    return DecodedMask(out, route, expanded, resized, transparent, unknown, tuple(counts.tolist()), decoder)

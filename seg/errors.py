@@ -12,26 +12,32 @@ class SegError(Exception):
     """Root: a failure seg reports on purpose, with what went wrong and the fix."""
 
 
+def install_extra_hint(extra: str) -> str:
+    """The command that installs one of setup.cfg's extras. gt2seg is not on the package index (and `seg` there
+    is another project), so it is an editable install run in a checkout of this repository."""
+    return f"from a checkout of gt2seg: pip install -e '.[{extra}]'"
+
+
 class MissingExtraError(SegError):
     """A command needs an optional dependency that is not installed."""
 
     def __init__(self, module: str, extra: str = "cpu", why: str = ""):
         super().__init__(f"this needs {module}, which is not installed{'; ' + why if why else ''}; install the "
-                         f"{extra!r} extra: pip install 'gt2seg[{extra}]'")
+                         f"{extra!r} extra {install_extra_hint(extra)}")
         self.module, self.extra = module, extra
 
 
-# Root modules of the optional extras, and the pip name to show for each.
-EXTRA_MODULES = {"mxnet": "mxnet", "gluoncv": "gluoncv", "cv2": "opencv-python", "gunicorn": "gunicorn",
-                 "google": "protobuf", "requests": "requests",
-                 "onnx": "onnx", "onnxruntime": "onnxruntime", "torch": "torch"}
+# Root modules of the optional extras: the pip name to show for each, and the extra of setup.cfg that installs it.
+EXTRA_MODULES = {"mxnet": ("mxnet", "cpu"), "gluoncv": ("gluoncv", "cpu"), "cv2": ("opencv-python", "cpu"),
+                 "gunicorn": ("gunicorn", "cpu"), "google": ("protobuf", "cpu"), "requests": ("requests", "cpu"),
+                 "onnx": ("onnx", "cpu"), "onnxruntime": ("onnxruntime", "cpu"), "torch": ("torch", "torch")}
 
 
 def missing_extra(exc: BaseException):
     """The MissingExtraError an ImportError of an optional dependency stands for, else None."""
     root = (getattr(exc, "name", None) or "").split(".")[0]
     if isinstance(exc, ImportError) and root in EXTRA_MODULES:
-        return MissingExtraError(EXTRA_MODULES[root])
+        return MissingExtraError(*EXTRA_MODULES[root])
     return None
 
 

@@ -6,12 +6,12 @@ build/test-artefacts/ (ignored by git), for a person to look at.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from ci_skips import skip_off_ci
 from repo import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,9 +37,8 @@ class Seen:
 def browser():
     """One headless Chromium for the session; skips visibly off CI when Debian's chromium is absent."""
     if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
-        if os.environ.get("CI"):
-            raise RuntimeError(f"CI is set but {CHROMIUM} or {CHROMEDRIVER} is missing; .ci/run installs them")
-        pytest.skip("Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+        skip_off_ci("Debian's chromium and chromium-driver are not installed (apt-get install chromium "
+                    "chromium-driver)", ".ci/run installs them")
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service

@@ -61,6 +61,30 @@ def _shard(ctx, param, value):
     return int(index), int(count)
 
 
+class ForwardingCommand(click.Command):
+    """A command that passes what follows `--` on, untouched, as the keyword argument `forwarded`.
+
+    Its own options and arguments, before `--`, are parsed strictly: a misspelt option is a usage error
+    naming it rather than something silently passed on (click's `ignore_unknown_options` would pass it).
+    """
+
+    def __init__(self, *args, forwarded_metavar: str = "[-- OPTIONS...]", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.forwarded_metavar = forwarded_metavar
+
+    def parse_args(self, ctx, args):
+        forwarded = ()
+        if "--" in args:
+            at = args.index("--")
+            args, forwarded = args[:at], tuple(args[at + 1:])
+        rest = super().parse_args(ctx, args)
+        ctx.params["forwarded"] = forwarded
+        return rest
+
+    def collect_usage_pieces(self, ctx):
+        return [*super().collect_usage_pieces(ctx), self.forwarded_metavar]
+
+
 def json_option(help="Print the report as JSON."):
     return click.option("--json", "as_json", is_flag=True, help=help)
 
@@ -77,7 +101,8 @@ def ref_root_option(help):
 
 
 _CONVERT_OPTIONS = [
-    click.option("--validation-fraction", default=0.2, show_default=True, type=float),
+    click.option("--validation-fraction", default=0.2, show_default=True, type=float,
+                 help="Share of the items in validation when gt2seg splits them (seeded by --seed)."),
     click.option("--seed", default=0, show_default=True, type=int, help="Split seed."),
     click.option("--unknown-color", type=click.Choice(["error", "background", "ignore", "nearest"]),
                  default="error", show_default=True, help="What to do with mask colours not in the line's map."),

@@ -5,13 +5,12 @@ import json
 
 import click
 
-from gt2seg.cli.options import friendly
+from gt2seg.cli.options import ForwardingCommand, friendly
 
 
-@click.command("processing-job", context_settings={"ignore_unknown_options": True})
+@click.command("processing-job", cls=ForwardingCommand, forwarded_metavar="[-- CONVERT OPTIONS...]")
 @click.argument("manifest")
 @click.argument("out")
-@click.argument("convert_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- CONVERT OPTIONS...]")
 @click.option("--instances", type=int, default=2, show_default=True, help="Processing instances that convert.")
 @click.option("--image", "image_uri", metavar="URI", help="Container image with gt2seg installed (ECR URI).")
 @click.option("--role", "role_arn", metavar="ARN", help="Execution role (needed to submit, not for --dry-run).")
@@ -20,14 +19,15 @@ from gt2seg.cli.options import friendly
 @click.option("--job-name", help="Name of the convert job (the merge job adds -merge); default gt2seg-DATE-TIME.")
 @click.option("--dry-run", is_flag=True, help="Print the two CreateProcessingJob requests as JSON; submit nothing.")
 @friendly
-def processing_job(manifest, out, convert_args, dry_run, **options):
+def processing_job(manifest, out, forwarded, dry_run, **options):
     """Convert the labeling job MANIFEST (s3://) on N Processing instances (`convert --shard auto`), then
-    merge their shards on one into the layout at OUT/layout/ (shards in OUT/shards/). Options after `--`
-    go to every `gt2seg convert`, e.g. `-- --unknown-color ignore`."""
+    merge their shards on one into the layout at OUT/layout/ (shards in OUT/shards/). Only what follows
+    `--` goes to every `gt2seg convert`, e.g. `-- --unknown-color ignore`; an unknown option before it is
+    an error."""
     from gt2seg.processing import ProcessingOptions, processing_requests, run_processing_jobs
 
     requests = processing_requests(ProcessingOptions(manifest=manifest, output=out,
-                                                     convert_args=tuple(convert_args), **options))
+                                                     convert_args=forwarded, **options))
     if dry_run:
         click.echo(json.dumps(requests.to_dict(), indent=2))
         return

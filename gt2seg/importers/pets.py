@@ -101,8 +101,8 @@ IMPORTER = Importer(
               "breed", ("binary", "species", "breed")),
         Param("border", "Trimap border (value 3): the ignore label 255, the pet's class, background, "
                         "or a class of its own.", "ignore", ("ignore", "pet", "background", "class")),
-        Param("split", "stratified: gt2seg's seeded split (--validation-fraction); official: trainval.txt -> "
-                       "train, test.txt -> validation.", "stratified", ("stratified", "official")),
+        Param("split", "stratified: gt2seg's seeded split; official: trainval.txt -> train, test.txt -> "
+                       "validation.", "stratified", ("stratified", "official")),
     ),
     read=read,
     detect=detect,

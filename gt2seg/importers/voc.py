@@ -86,7 +86,7 @@ IMPORTER = Importer(
     help="Import Pascal VOC 2012 segmentation (VOCdevkit/VOC2012) from SRC into OUT; 255 stays the ignore label.",
     params=(
         Param("split", "official: train.txt (or the --sbd-list) -> train, val.txt -> validation; stratified: "
-                       "gt2seg's seeded split of them all (--validation-fraction).", "official",
+                       "gt2seg's seeded split of them all.", "official",
               ("official", "stratified")),
         Param("sbd_list", "Use SBD's SegmentationClassAug masks: FILE (relative to SRC, e.g. train_aug.txt) lists "
                           "the training ids; val.txt stays the validation set.", None, (), "FILE"),

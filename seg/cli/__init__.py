@@ -18,6 +18,7 @@ from seg.cli.train import train
 
 
 @click.group(cls=SegGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gt2seg", prog_name="seg", message="%(prog)s (gt2seg) %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging on stderr; the traceback of an unexpected error.")
 def main(verbose):
     """Train, evaluate and serve semantic-segmentation models (SageMaker-compatible)."""

@@ -1,7 +1,7 @@
 """The one error mapper of the `seg` command line: every command runs inside `SegGroup.invoke`.
 
 - an expected failure (`SegError`, `Gt2SegError`, an `OSError` naming its file): `Error: <message>`, exit 1;
-- an optional dependency that is missing: what to install (`pip install 'gt2seg[cpu]'`), exit 1;
+- an optional dependency that is missing: what to install (from a checkout: `pip install -e '.[cpu]'`), exit 1;
 - anything else is a bug: with `seg -v` the full traceback, without it one line saying so; exit 1.
 
 Library messages name parameters as `name=value`; here the running command's own options become flags

@@ -52,7 +52,8 @@ def providers(device: str, strict: bool) -> list:
     if wanted[0] in ort.get_available_providers():
         return wanted
     message = (f"device={device}: ONNX Runtime has no {wanted[0]} here (available: "
-               f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu with CUDA and cuDNN")
+               f"{', '.join(ort.get_available_providers())}); for it: pip install onnxruntime-gpu, with the CUDA "
+               "and cuDNN that release requires")
     if strict:
         raise OnnxModelError(message)
     log.warning("%s; running on the CPU", message)

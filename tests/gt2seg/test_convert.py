@@ -1,6 +1,7 @@
 import json
 import os
 
+import click
 import numpy as np
 import pytest
 from PIL import Image
@@ -354,3 +355,12 @@ def test_names_are_the_stems_and_stems_shared_by_other_sources_whatever_their_ca
     refs = ["a/IMG.jpg", "b/img.png", "c/other.jpg", "c/other.jpg", "d/x y.jpg", "s3://b/e/Img.JPG"]
     records = [Record(line, ref, "label-ref", "mask.png", ()) for line, ref in enumerate(refs, 1)]
     assert list(map(_assign_names(records), records)) == ["IMG-9e868685", "img-1cc00a7a", "other", "other", "x_y", "Img-672cd686"]
+
+
+def test_the_library_converts_in_one_process_unless_told_and_the_command_line_on_every_core():
+    """The two defaults differ on purpose, and ConvertOptions says so and why."""
+    from gt2seg.cli.convert import convert as convert_command
+
+    (workers,) = [p for p in convert_command.params if p.name == "workers"]
+    assert ConvertOptions().workers == 1 and workers.get_default(click.Context(convert_command)) == (os.cpu_count() or 1)
+    assert "`workers` defaults to 1 here and to every core" in ConvertOptions.__doc__

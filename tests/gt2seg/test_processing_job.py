@@ -38,6 +38,28 @@ def test_dry_run_prints_a_convert_job_on_n_instances_and_a_merge_job_on_one():
     assert "ProcessingOutputConfig" not in merge  # gt2seg upload sends the layout, not a Processing output
 
 
+@pytest.mark.parametrize("before_dashes, refused", [
+    (["--instnces", "4"], "No such option '--instnces'"),
+    (["--unknown-color", "ignore"], "No such option '--unknown-color'"),
+    (["stray"], "unexpected extra argument (stray)"),
+])
+def test_only_what_follows_the_dashes_is_forwarded_anything_unknown_before_them_is_a_usage_error(
+        before_dashes, refused):
+    result = subprocess.run([*GT2SEG, "processing-job", "s3://b/m", "s3://b/out", "--image", IMAGE, "--dry-run",
+                             *before_dashes, "--", "--seed", "3"], capture_output=True, text=True)
+    assert result.returncode == 2 and refused in result.stderr and result.stdout == ""
+
+
+def test_options_after_the_dashes_reach_convert_even_when_processing_job_has_one_of_the_same_name():
+    result = subprocess.run([*GT2SEG, "processing-job", "s3://b/m", "s3://b/out", "--image", IMAGE, "--dry-run",
+                             "--instances", "3", "--", "--instances", "9", "--seed", "3"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    convert = json.loads(result.stdout)["convert"]
+    assert convert["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 3
+    assert convert["AppSpecification"]["ContainerEntrypoint"][-4:] == ["--instances", "9", "--seed", "3"]
+
+
 @pytest.mark.parametrize("change, message", [
     ({"manifest": "job/output.manifest"}, "MANIFEST must be an s3:// URI"),
     ({"image_uri": None}, "needs a container image"),
@@ -63,6 +85,29 @@ def test_submitting_with_no_aws_region_is_one_line_not_a_traceback(tmp_path):
                             capture_output=True, text=True, env=env)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("Error: cannot reach SageMaker: You must specify a region")
+
+
+def test_both_requests_are_ones_sagemaker_accepts_and_run_one_after_the_other(s3_server):
+    """Sent to moto's SageMaker (AWS_ENDPOINT_URL): botocore checks every field against the CreateProcessingJob
+    shape on the way, and the jobs SageMaker then describes are the requests the dry run printed."""
+    import boto3
+
+    args = [*GT2SEG, "processing-job", "s3://b/job/output.manifest", "s3://b/out/", "--instances", "3", "--image",
+            IMAGE, "--role", ROLE, "--job-name", "city"]
+    forwarded = ["--", "--unknown-color", "ignore"]
+    requests = json.loads(subprocess.run([*args, "--dry-run", *forwarded], capture_output=True, text=True,
+                                         check=True).stdout)
+    result = subprocess.run([*args, *forwarded], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "layout written to s3://b/out/layout/\n"
+    assert result.stderr.splitlines() == ["city: InProgress", "city: Completed", "city-merge: InProgress",
+                                          "city-merge: Completed"]
+    client = boto3.client("sagemaker")
+    for request in requests.values():
+        job = client.describe_processing_job(ProcessingJobName=request["ProcessingJobName"])
+        assert job["ProcessingJobStatus"] == "Completed"
+        kept = set(request) - {"ProcessingResources"}  # moto does not keep ProcessingResources (botocore checked it)
+        assert {key: job[key] for key in kept} == {key: request[key] for key in kept}
 
 
 def test_shard_of_this_host_is_its_place_in_the_host_list(tmp_path):

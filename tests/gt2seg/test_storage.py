@@ -1,4 +1,5 @@
 """gt2seg.storage over real HTTP to a moto S3 server, and its path arithmetic."""
+import configparser
 import hashlib
 import os
 import re
@@ -10,6 +11,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from gt2seg import storage
 from gt2seg.errors import MissingObjectError, StorageError
+from repo import ROOT
 
 
 # --- path arithmetic (no server) ----------------------------------------------------------
@@ -192,3 +194,18 @@ def test_download_tree_refuses_keys_escaping_the_folder(s3, s3_bucket, tmp_path)
     with pytest.raises(StorageError, match="points outside"):
         storage.download_tree(f"s3://{s3_bucket}/p/", tmp_path / "d")
     assert not (tmp_path / "evil.jpg").exists()
+
+
+def test_the_client_takes_its_endpoint_from_aws_endpoint_url_from_the_boto3_floor_on(monkeypatch, tmp_path):
+    """boto3 1.28.0 (botocore 1.31.0) is the first to read AWS_ENDPOINT_URL: setup.cfg's floor must not be lower,
+    and the client gt2seg builds must go where the variable says."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    (floor,) = [re.fullmatch(r"boto3>=([\d.]+)", line.strip()).group(1)
+                for line in config["options"]["install_requires"].splitlines() if line.strip().startswith("boto3")]
+    assert tuple(map(int, floor.split("."))) >= (1, 28), f"boto3>={floor} may ignore AWS_ENDPOINT_URL"
+    for name, value in {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_DEFAULT_REGION": "us-east-1",
+                        "AWS_CONFIG_FILE": str(tmp_path / "none")}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    assert storage.s3_client().meta.endpoint_url == "http://127.0.0.1:9"

@@ -20,7 +20,7 @@ from mxnet import autograd, gluon
 
 from gt2seg.classes import IGNORE
 from seg.config import Hyperparameters
-from seg.errors import DeviceError, ModelError
+from seg.errors import DeviceError, ModelError, install_extra_hint
 from seg.models.arch import Architecture
 from seg.engines.mxnet.gpu import check_gpus
 from seg.engines.mxnet.nets import build_network, mxnet_reason
@@ -37,7 +37,8 @@ def contexts(device: str = "auto") -> list:
     gpus = mx.context.num_gpus() if kind != "cpu" else 0
     if kind == "gpu" and not gpus:
         raise DeviceError("device=gpu but MXNet sees no GPU (a CPU build of MXNet, or no CUDA device); "
-                          "use device=cpu, or the mxnet-cu112 build (the 'gpu' extra) on a GPU host")
+                          f"use device=cpu, or the mxnet-cu112 build on a GPU host (the 'gpu' extra, "
+                          f"{install_extra_hint('gpu')})")
     if not gpus:
         return [mx.cpu()]
     ctx = [mx.gpu(int(number) % gpus)] if number else [mx.gpu(i) for i in range(gpus)]

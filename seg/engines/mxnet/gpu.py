@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Mapping, Optional, Sequence
 
-from seg.errors import DeviceError
+from seg.errors import DeviceError, install_extra_hint
 
 SUPPORTED_MAJORS = range(5, 9)  # compute capability 5.x to 8.x
 SKIP = "SEG_SKIP_GPU_CHECK"  # =1: this MXNet was built from source for the GPU
@@ -24,10 +24,10 @@ def unsupported_gpus(capabilities: Mapping[int, int], environ: Mapping[str, str]
         return None
     return (f"MXNet 1.9.1 cannot run on this GPU: {', '.join(bad)}, but its CUDA wheels only carry kernels for "
             "compute capability 5.0 to 8.x (e.g. V100, T4, A10G, A100, L4, RTX 30xx/40xx: SageMaker ml.p3, "
-            "ml.g4dn, ml.g5, ml.p4d, ml.g6). On this GPU use the torch engine (--engine torch, the default; "
-            "the torch extra), or export to ONNX (seg export MODEL OUT --format onnx) and serve it with ONNX "
-            "Runtime (seg serve OUT --runtime onnx --device gpu, with onnxruntime-gpu installed); "
-            f"set {SKIP}=1 if your MXNet was built for this GPU")
+            "ml.g4dn, ml.g5, ml.p4d, ml.g6). On this GPU use the torch engine (--engine torch, the default; the "
+            f"'torch' extra, {install_extra_hint('torch')}), or export to ONNX (seg export MODEL OUT --format onnx) "
+            "and serve it with ONNX Runtime (seg serve OUT --runtime onnx --device gpu, with onnxruntime-gpu "
+            f"installed); set {SKIP}=1 if your MXNet was built for this GPU")
 
 
 def gpu_capabilities(ctx: Sequence) -> dict:

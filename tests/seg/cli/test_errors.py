@@ -1,12 +1,17 @@
 """One error mapper for every `seg` command: one line for expected failures, what to install for a missing
 extra, and for a bug a hint without -v and the traceback with it. Real subprocesses throughout."""
+import configparser
+import re
 import subprocess
 import sys
 
 import click
 import pytest
 
+from repo import ROOT
 from seg.cli.errors import as_flags
+from seg.errors import EXTRA_MODULES, missing_extra
+from synthdata import write_layout
 
 
 def seg(*args, before=""):
@@ -32,13 +37,32 @@ def test_oserror_naming_a_file_is_one_line(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("module, command", [("mxnet", ["train", "--data", "{tmp}", "--model-dir", "{tmp}/m"]),
-                                             ("gunicorn", ["serve", "{tmp}"])])
+@pytest.mark.parametrize("module, command", [
+    ("mxnet", ["train", "--engine", "mxnet", "--data", "{tmp}/data", "--model-dir", "{tmp}/m"]),
+    ("gunicorn", ["serve", "{tmp}"])])
 def test_missing_extra_says_what_to_install(tmp_path, module, command):
+    write_layout(tmp_path / "data", n_train=2, n_val=1, size=16)  # valid data: the engine is what is missing
     result = seg(*[arg.format(tmp=tmp_path) for arg in command], before=f"import sys; sys.modules[{module!r}] = None")
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert f"this needs {module}" in result.stderr and "pip install 'gt2seg[cpu]'" in result.stderr
+    assert f"this needs {module}" in result.stderr
+    assert "from a checkout of gt2seg: pip install -e '.[cpu]'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_extra_a_missing_module_names_is_in_setup_cfg_and_installs_that_module():
+    """gt2seg is not on the package index: the hint is an editable install of one of setup.cfg's extras, and
+    that extra must list the distribution of every module the error can be about."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    extras = config["options.extras_require"]
+    for module, (distribution, extra) in EXTRA_MODULES.items():
+        error = missing_extra(ModuleNotFoundError(f"No module named {module!r}", name=module))
+        assert (error.module, error.extra) == (distribution, extra)
+        command = re.search(r"pip install -e '\.\[(\w+)\]'", str(error))
+        assert command and str(error).endswith(f"from a checkout of gt2seg: {command.group(0)}"), str(error)
+        assert command.group(1) in extras, f"{module}: setup.cfg has no {command.group(1)!r} extra"
+        listed = [re.split(r"[<>=!~\[ ]", line.strip())[0] for line in extras[command.group(1)].split("\n")]
+        assert distribution in listed, f"{module}: {distribution} is not in the {command.group(1)!r} extra"
 
 
 BUG = "import seg.jobs.snapshot as s\ndef broken(*a): raise RuntimeError('boom')\ns.snapshot_manifest = broken"

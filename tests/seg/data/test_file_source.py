@@ -130,7 +130,10 @@ def test_file_source_shuffle_depends_on_seed_and_epoch_not_on_workers(tmp_path):
 def test_file_source_applies_the_label_map_channel(tmp_path):
     root = write_layout(tmp_path, n_train=2, n_val=2, size=32, scale=100)  # pixels 0, 100, 200
     source = FileSource(root, "train", ValTransform(32, 3), batch_size=2)
-    assert set(np.unique(next(source.epoch(0))[1])) <= {0, 1, 2}
+    stored = [np.asarray(Image.open(root / "train_annotation" / f"train_{i:04d}.png")) for i in range(2)]
+    assert set(np.unique(stored)) - {0, 100, 200} == set() and np.max(stored) >= 100  # the map has work to do
+    labels = next(source.epoch(0))[1]
+    assert np.array_equal(labels, np.stack(stored) // 100)  # each pixel divided by the map's scale, none lost
     (root / "label_map" / "train_label_map.json").unlink()  # no map → scale 1 → 100 is out of range
     with pytest.raises(DataError, match="train_0000.jpg.*num_classes=3"):
         list(FileSource(root, "train", ValTransform(32, 3), batch_size=2).epoch(0))

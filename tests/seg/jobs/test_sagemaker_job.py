@@ -132,3 +132,29 @@ def test_request_is_read_from_an_uploaded_layout_on_s3(tmp_path, s3, s3_bucket):
     assert request["HyperParameters"] == {"num_classes": "4", "num_training_samples": "10"}
     assert request["AlgorithmSpecification"]["TrainingImage"].startswith("811284229777.dkr.ecr.us-east-1.")
     assert request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == f"{prefix}/train.manifest"
+
+
+ROLE = "arn:aws:iam::123456789012:role/seg"
+
+
+@pytest.mark.parametrize("name, variant", [
+    ("container", ("--hp-file", HP, "--image", "container", "--image-uri", "123.dkr.ecr.eu-west-1.amazonaws.com/seg:1")),
+    ("pipe", ("--mode", "Pipe")),
+    ("incremental", ("--model", "s3://models/job-1/output/model.tar.gz", "--instance-type", "ml.g5.xlarge")),
+])
+def test_the_request_is_one_sagemaker_accepts_and_the_job_it_creates_is_the_dry_runs(layout, s3_server, name, variant):
+    """Sent to moto's SageMaker (AWS_ENDPOINT_URL): botocore checks every field against the CreateTrainingJob
+    shape on the way, and the job SageMaker then describes is the request the dry run printed."""
+    import boto3
+
+    args = ("sagemaker-job", layout, "--s3-prefix", PREFIX, "--region", "eu-west-1", "--job-name", name,
+            "--role", ROLE, *variant)
+    request = json.loads(seg(*args, "--dry-run").stdout)
+    sent = seg(*args)
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.strip() == f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{name}"
+    job = boto3.client("sagemaker").describe_training_job(TrainingJobName=name)
+    # moto stores MetricDefinitions of its own in place of those sent (botocore checked ours): the rest must match
+    for described in (job, request):
+        described["AlgorithmSpecification"].pop("MetricDefinitions", None)
+    assert {key: job[key] for key in request} == request

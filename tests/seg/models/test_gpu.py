@@ -18,7 +18,8 @@ def test_kepler_hopper_and_blackwell_gpus_are_refused_naming_what_works(capabili
     message = unsupported_gpus({0: 75, 1: capability}, environ={})
     assert f"gpu(1) has compute capability {capability // 10}.{capability % 10}" in message
     assert "gpu(0)" not in message and "\n" not in message
-    for hint in ("5.0 to 8.x", "V100", "A100", "--engine torch", "SEG_SKIP_GPU_CHECK=1", "--format onnx",
+    for hint in ("5.0 to 8.x", "V100", "A100", "--engine torch", "from a checkout of gt2seg: pip install -e '.[torch]'",
+                 "SEG_SKIP_GPU_CHECK=1", "--format onnx",
                  "--runtime onnx --device gpu"):
         assert hint in message
 

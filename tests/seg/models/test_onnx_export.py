@@ -13,7 +13,9 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
+from ci_skips import require
+
+require("onnxruntime", "the cpu extra installs it")
 
 from seg.engines import ENGINES
 from seg.models.artifact import load_model

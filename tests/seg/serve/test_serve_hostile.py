@@ -75,6 +75,7 @@ def raw_post(port, head, body, half_close):
 @pytest.mark.parametrize("kind", sorted(HOSTILE))
 def test_hostile_clients_are_cut_at_the_read_deadline_while_ping_and_invocations_go_on(server, jpeg, kind):
     workers = server.worker_pids()
+    assert len(workers) == server.workers == 2, workers
     start = time.monotonic()
     with ThreadPoolExecutor(4) as pool:  # twice as many hostile clients as workers
         clients = [pool.submit(HOSTILE[kind], server.port, start + CUT_BOUND + 5) for _ in range(4)]
@@ -130,6 +131,7 @@ def test_two_slow_clients_and_four_valid_threads_leave_ping_at_100_percent_and_n
 
 def test_once_loaded_ping_is_answered_by_nginx_even_while_every_worker_is_busy(server):
     workers = server.worker_pids()
+    assert len(workers) == server.workers == 2, workers
     for pid in workers:
         os.kill(pid, signal.SIGSTOP)  # busier than any inference: a proxied request could not be answered
     try:
@@ -163,6 +165,7 @@ def test_when_nginx_dies_seg_serve_stops_the_workers_and_exits_with_the_reason(m
     srv = Server(model_dir, workers=1).wait_ready()
     try:
         workers = srv.worker_pids()
+        assert len(workers) == 1, workers
         (nginx,) = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
                     if proc_status(pid).get("PPid") == str(srv.proc.pid) and proc_status(pid).get("Name") == "nginx"]
         nginx_workers = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))

@@ -242,6 +242,7 @@ BAD_REQUESTS = {
 def test_client_faults_are_4xx_with_a_message_and_leave_the_workers_alive(server, case):
     make, status, message = BAD_REQUESTS[case]
     workers = server.worker_pids()
+    assert len(workers) == server.workers == 2, workers
     headers, body = make()
     response = requests.post(f"{server.url}/invocations", data=body, headers=headers, timeout=60)
     assert response.status_code == status, response.text

@@ -99,7 +99,9 @@ def test_client_faults_get_the_same_4xx_as_with_mxnet(server, case):
 
 
 def test_the_serving_workers_never_import_mxnet(server):
-    for pid in server.worker_pids():
+    workers = server.worker_pids()
+    assert len(workers) == server.workers == 2, workers
+    for pid in workers:
         with open(f"/proc/{pid}/maps") as maps:
             assert "libmxnet" not in maps.read()
 
@@ -141,6 +143,7 @@ def test_gpu_without_cuda_fails_when_the_device_is_strict(model_path):
         pytest.skip("this onnxruntime has CUDA: nothing to fall back from")
     code, stderr = serve_to_failure(model_path, "--runtime", "onnx", "--device", "gpu", "--strict-device", "--no-proxy")
     assert code == 1 and "--device gpu: ONNX Runtime has no CUDAExecutionProvider" in stderr, stderr
+    assert "pip install onnxruntime-gpu" in stderr, stderr
 
 
 def test_the_container_entry_takes_the_runtime_from_seg_runtime(model_path):

@@ -1,0 +1,21 @@
+"""Skips that CI does not take: a test that needs something absent skips, with the reason, on a developer's
+machine, and fails where $CI is set, because CI provides everything and a skip there would hide a regression."""
+import importlib
+import os
+
+import pytest
+
+
+def skip_off_ci(reason: str, ci_fix: str = "CI must provide it") -> None:
+    """Skip the test (or the module, at module level) saying `reason`; under $CI fail saying it and `ci_fix`."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but {reason}; {ci_fix}", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def require(module: str, ci_fix: str = "the extras CI installs provide it"):
+    """`module` imported, or skip_off_ci when it is not installed."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        skip_off_ci(f"{module} is not installed", ci_fix)
