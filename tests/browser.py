@@ -1,18 +1,18 @@
 """Open a report page in headless Chromium and read back what a person would see.
 
-Debian's chromium and chromedriver (installed by .ci/run) are driven by Selenium with both paths given,
+Debian's chromium and chromedriver (installed by `make test` as root, or .ci/system-deps) are driven by Selenium with both paths given,
 so Selenium Manager never runs and nothing downloads a browser. Screenshots are test artefacts in
 build/test-artefacts/ (ignored by git), for a person to look at.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from repo import ROOT
+from system import require
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -36,10 +36,8 @@ class Seen:
 @pytest.fixture(scope="session")
 def browser():
     """One headless Chromium for the session; skips visibly off CI when Debian's chromium is absent."""
-    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
-        if os.environ.get("CI"):
-            raise RuntimeError(f"CI is set but {CHROMIUM} or {CHROMEDRIVER} is missing; .ci/run installs them")
-        pytest.skip("Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    require(CHROMIUM.is_file() and CHROMEDRIVER.is_file(), f"Debian's chromium ({CHROMIUM}) or chromedriver "
+            f"({CHROMEDRIVER})", "chromium chromium-driver")
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
