@@ -73,6 +73,7 @@ def wait_ready(url: str, timeout: float, server_pid: Optional[int] = None, serve
     while True:
         if server_pid is not None and not process_alive(server_pid):
             why = last_error_line(server_log) if server_log else None
+            why = why[len("Error:"):].strip() if why and why.startswith("Error:") else why
             raise InvokeError(f"the server (pid {server_pid}) exited before {ping} answered 200: "
                               + (why if why else f"see its log{f' {server_log}' if server_log else ''}"))
         try:
