@@ -10,6 +10,7 @@ SHELL := /bin/bash
 #: DURATION        seconds per row of bench-hostile [60]
 #: PY_SERVE        Python of test-serve-onnx [the newest pyenv CPython >= 3.12]
 #: PY_DEMO         Python of test-demo-py312plus [the newest pyenv CPython >= 3.12]
+#: DEMO_OUT        work folder of make demo [demo-out]
 PYTHON ?=
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -79,8 +80,7 @@ test-demo-py312plus: ## make demo on PY_DEMO in a fresh venv with only `.[torch]
 	$(if $(TORCH_SPEC),$(DEMO_VENV)/bin/python -m pip install -q $(TORCH_SPEC))
 	$(DEMO_VENV)/bin/python -m pip install -q -e ".[torch]"
 	! $(DEMO_VENV)/bin/python -c 'import mxnet' 2>/dev/null
-	$(MAKE) --no-print-directory pipeline VENV=$(DEMO_VENV) OUT=build/demo-py312plus JOB=$(FIXTURE_JOB_DIR) S3_PREFIX= \
-	    MODE=File HP=fixtures/demo-hyperparameters.json
+	$(MAKE) --no-print-directory demo VENV=$(DEMO_VENV) DEMO_OUT=build/demo-py312plus
 	! $(DEMO_VENV)/bin/python -c 'import mxnet' 2>/dev/null
 	test -s build/demo-py312plus/metrics.json && ls build/demo-py312plus/invoke/*_overlay.png
 
@@ -252,8 +252,9 @@ report: ## where the pictures are, and the metrics
 	[print("  IoU %-12s %s" % (k, "n/a" if v is None else "%.3f" % v)) for k, v in m["per_class_iou"].items()]' \
 	    $(OUT)/metrics.json
 
-demo: venv-demo ## the whole pipeline on the bundled fixture job, local disk only (a few minutes)
-	@$(MAKE) --no-print-directory pipeline OUT=demo-out JOB=$(FIXTURE_JOB_DIR) S3_PREFIX= MODE=File \
+DEMO_OUT ?= demo-out
+demo: venv-demo ## the whole pipeline on the bundled fixture job, local disk only, into DEMO_OUT [demo-out]
+	@$(MAKE) --no-print-directory pipeline OUT=$(DEMO_OUT) JOB=$(FIXTURE_JOB_DIR) S3_PREFIX= MODE=File \
 	    HP=fixtures/demo-hyperparameters.json
 
 FORCE:
