@@ -21,6 +21,8 @@ packages = tiny
 a =
 b =
 cpu =
+missing =
+    tinydep @ file:///nonexistent/tinydep
 """
 
 
@@ -61,11 +63,19 @@ def test_a_venv_is_stamped_last_completed_with_new_extras_and_rebuilt_when_half_
     assert more.returncode == 0 and "installing .[a,b] into v" in more.stderr, more.stderr
     assert stamp(project)["extras"] == "a,b"
 
-    (project / "v" / ".installed").unlink()  # an install that did not finish leaves no stamp
-    (project / "v" / "leftover").write_text("from the unfinished install")
-    rebuilt = venv(project, "a")
+    broken = venv(project, "missing")  # an extra pip cannot install (a path that is not there): stops half-way
+    assert broken.returncode == 1 and "pip could not install" in broken.stderr, broken.stderr
+    assert not (project / "v" / ".installed").exists()
+    rebuilt = venv(project, "a")  # never trusted: removed and built again
     assert rebuilt.returncode == 0 and "an install that did not finish" in rebuilt.stderr, rebuilt.stderr
-    assert not (project / "v" / "leftover").exists() and stamp(project)["extras"] == "a"
+    assert stamp(project)["extras"] == "a"
+
+
+def test_a_venv_make_did_not_build_is_left_alone(project):
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(project / "v")], check=True)
+    refused = venv(project, "a")
+    assert refused.returncode == 1 and "was not built by make" in refused.stderr, refused.stderr
+    assert (project / "v" / "bin" / "python").exists()
 
 
 @pytest.mark.slow
