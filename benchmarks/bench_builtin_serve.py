@@ -41,7 +41,7 @@ def write_models(root: Path, algorithm: str, size: int) -> tuple:
     import tarfile
 
     import mxnet as mx
-    import seg.models.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
+    import seg.engines.mxnet.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
     from gluoncv.model_zoo import FCN, PSPNet, DeepLabV3
 
     from seg.models.artifact import read_model, save_artifact

@@ -24,7 +24,7 @@ from synthdata import write_layout  # noqa: E402
 from seg.config import parse_hyperparameters
 from seg.data.files import FileSource
 from seg.data.transforms import train_transform
-from seg.models.nets import build_network
+from seg.engines.mxnet.nets import build_network
 from seg.train.loop import _train_epoch, contexts, make_optimizer
 
 

@@ -15,16 +15,16 @@ class SegError(Exception):
 class MissingExtraError(SegError):
     """A command needs an optional dependency that is not installed."""
 
-    def __init__(self, module: str, extra: str = "cpu"):
-        super().__init__(f"this needs {module}, which is not installed; install the {extra!r} extra: "
-                         f"pip install 'gt2seg[{extra}]'")
+    def __init__(self, module: str, extra: str = "cpu", why: str = ""):
+        super().__init__(f"this needs {module}, which is not installed{'; ' + why if why else ''}; install the "
+                         f"{extra!r} extra: pip install 'gt2seg[{extra}]'")
         self.module, self.extra = module, extra
 
 
 # Root modules of the optional extras, and the pip name to show for each.
 EXTRA_MODULES = {"mxnet": "mxnet", "gluoncv": "gluoncv", "cv2": "opencv-python", "gunicorn": "gunicorn",
                  "google": "protobuf", "requests": "requests",
-                 "onnx": "onnx", "onnxruntime": "onnxruntime"}
+                 "onnx": "onnx", "onnxruntime": "onnxruntime", "torch": "torch"}
 
 
 def missing_extra(exc: BaseException):
@@ -112,7 +112,7 @@ class TrainingError(SegError):
 
 
 class DeviceError(SegError):
-    """A GPU that MXNet's CUDA kernels cannot run on; the message names it and what to use instead."""
+    """A device that cannot be used: a GPU MXNet's CUDA kernels cannot run on, or `device=gpu` without CUDA."""
 
 
 class ExportError(ModelError):

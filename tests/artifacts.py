@@ -1,25 +1,47 @@
 """A complete model artifact with freshly initialised weights, for tests (and the serving benchmark) of
-predict/evaluate/serve that need no training."""
+predict/evaluate/serve that need no training. Engine-free: the weights are drawn with numpy for every
+parameter the architecture has (seg.models.arch.parameter_shapes), as either engine would initialise them."""
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
+
+def random_weights(arch, seed=0) -> dict:
+    """He-normal convolutions, zero biases, BatchNorm with slightly random statistics (so both engines' BN
+    arithmetic is exercised), GluonCV's names."""
+    from seg.models.arch import parameter_shapes
+
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for name, shape in parameter_shapes(arch).items():
+        kind = name.rsplit(".", 1)[1]
+        if kind == "weight" and len(shape) == 4:
+            value = rng.normal(0, np.sqrt(2.0 / np.prod(shape[1:])), shape)
+        elif kind in ("gamma", "running_var"):
+            value = rng.uniform(0.8, 1.2, shape)
+        elif kind in ("beta", "running_mean"):
+            value = rng.normal(0, 0.05, shape)
+        else:
+            value = np.zeros(shape)
+        weights[name] = value.astype(np.float32)
+    return weights
+
 
 def save_random_artifact(model_dir, num_classes=3, backbone="resnet-18", algorithm="fcn", crop_size=64,
-                         classes=None, seed=0) -> Path:
-    import mxnet as mx
-
-    from seg.config import parse_hyperparameters
+                         classes=None, seed=0, arch=None) -> Path:
     from gt2seg.classes import ClassTable
-    from seg.models.artifact import PARAMS, save_artifact, save_params
-    from seg.models.nets import build_network
+    from seg.config import parse_hyperparameters
+    from seg.models.arch import architecture_for
+    from seg.models.artifact import PARAMS, write_artifact
+    from seg.models.params import write_params
 
-    mx.random.seed(seed)
     hp = parse_hyperparameters({
         "num_classes": num_classes, "num_training_samples": 1, "backbone": backbone, "algorithm": algorithm,
         "crop_size": crop_size, "base_size": crop_size, "use_pretrained_model": False,
     })
-    net = build_network(hp)
+    arch = arch or architecture_for(hp)
     with tempfile.TemporaryDirectory() as tmp:
         params = Path(tmp) / PARAMS
-        save_params(net, params)
-        return save_artifact(params, hp, classes or ClassTable.default(num_classes).entries(), model_dir)
+        write_params(params, random_weights(arch, seed))
+        return write_artifact(params, hp, classes or ClassTable.default(num_classes).entries(), model_dir, arch)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import mxnet as mx
 import numpy as np
-import seg.models.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
+import seg.engines.mxnet.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
 from gluoncv.model_zoo import FCN, PSPNet, DeepLabV3, segbase
-from gluoncv.model_zoo.resnetv1b import resnet50_v1b
+from gluoncv.model_zoo.resnetv1b import resnet50_v1b, resnet101_v1b
 from PIL import Image
 
 from seg.data.transforms import normalize
@@ -21,13 +21,14 @@ from seg.data.transforms import normalize
 GLUONCV = {"fcn": FCN, "psp": PSPNet, "deeplab": DeepLabV3}
 
 
-def gluoncv_net(algorithm, num_classes=4, stem="v1s", seed=1, size=64):
-    """GluonCV's FCN / PSPNet / DeepLabV3 on ResNet-50 with aux head, random weights; stem "v1b" builds it on
-    GluonCV's resnet50_v1b (7×7 stem) instead of resnet50_v1s, as other GluonCV versions did."""
+def gluoncv_net(algorithm, num_classes=4, stem="v1s", seed=1, size=64, backbone="resnet50"):
+    """GluonCV's FCN / PSPNet / DeepLabV3 on ResNet-50 (or `backbone`="resnet101") with aux head, random weights;
+    stem "v1b" builds it on GluonCV's resnet50_v1b (7×7 stem) instead of resnet50_v1s, as other GluonCV versions did."""
     mx.random.seed(seed)
-    backbone = resnet50_v1b if stem == "v1b" else segbase.resnet50_v1s
-    with mock.patch.object(segbase, "resnet50_v1s", backbone):
-        net = GLUONCV[algorithm](num_classes, backbone="resnet50", aux=True, pretrained_base=False, crop_size=size)
+    v1s = f"{backbone}_v1s"
+    base = {"resnet50": resnet50_v1b, "resnet101": resnet101_v1b}[backbone] if stem == "v1b" else getattr(segbase, v1s)
+    with mock.patch.object(segbase, v1s, base):
+        net = GLUONCV[algorithm](num_classes, backbone=backbone, aux=True, pretrained_base=False, crop_size=size)
     net.initialize(mx.init.Xavier(magnitude=2), force_reinit=True)
     net(mx.nd.zeros((1, 3, size, size)))
     return net

@@ -75,6 +75,27 @@ def pytest_runtest_logreport(report):
     _one_mxnet_reason(report)
 
 
+@pytest.fixture(autouse=True)
+def _engine_of_the_test(request, monkeypatch):
+    """Tests marked `mxnet` run on the MXNet engine (SEG_ENGINE, which CLIs they start inherit); the rest on the
+    default engine unless they choose one (fixture `seg_engine`)."""
+    if request.node.get_closest_marker("mxnet") and "seg_engine" not in request.fixturenames:
+        monkeypatch.setenv("SEG_ENGINE", "mxnet")
+    else:
+        monkeypatch.delenv("SEG_ENGINE", raising=False)
+
+
+@pytest.fixture
+def seg_engine(request, monkeypatch):
+    """Run a test on each engine: `pytestmark = [pytest.mark.usefixtures("seg_engine"), pytest.mark.parametrize(
+    "seg_engine", ENGINES, indirect=True)]`; SEG_ENGINE is set for the test and the CLIs it starts."""
+    name = getattr(request, "param", "torch")
+    if name == "mxnet" and (not os.environ.get("CI") or os.environ.get("SEG_TESTS_WITHOUT_MXNET")):
+        pytest.importorskip("mxnet", reason="the mxnet engine needs the cpu extra (Python <= 3.11)")
+    monkeypatch.setenv("SEG_ENGINE", name)
+    return name
+
+
 @pytest.fixture(scope="module")
 def module_tmp(tmp_path_factory):
     """mktemp for a module's shared files, removed when the module ends: the model modules' artifacts

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from seg.cli.options import classes_option, json_option
+from seg.cli.options import classes_option, device_option, engine_option, json_option
 
 
 @click.command()
@@ -18,12 +18,14 @@ from seg.cli.options import classes_option, json_option
 @json_option("Print the metrics as JSON.")
 @click.option("--report", "report_dir", metavar="DIR|s3://BUCKET/PREFIX",
               help="Also write the HTML evaluation report (confusion, per-image mIOU, worst images, curves) there.")
-def evaluate(model, data, split, max_side, classes_path, as_json, report_dir):
+@engine_option()
+@device_option()
+def evaluate(model, data, split, max_side, classes_path, as_json, report_dir, engine, device):
     """mIOU, pixel accuracy and per-class IoU of MODEL on a layout folder's split, at full image size."""
     from seg.evaluate import evaluate_layout
     from seg.serve.predictor import Predictor
 
-    predictor = Predictor.load(model, max_side=max_side, classes_path=classes_path)
+    predictor = Predictor.load(model, engine, device, max_side=max_side, classes_path=classes_path)
     if report_dir:
         from seg.report import build_evaluation_report, write_evaluation_report
 

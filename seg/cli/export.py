@@ -3,7 +3,7 @@ import json
 
 import click
 
-from seg.cli.options import classes_option
+from seg.cli.options import classes_option, engine_option
 
 
 @click.command("export")
@@ -11,7 +11,8 @@ from seg.cli.options import classes_option
 @click.argument("out", type=click.Path(file_okay=False))
 @classes_option()
 @click.option("--format", "fmt", type=click.Choice(["mxnet", "onnx"]), default="mxnet", show_default=True,
-              help="mxnet: symbol + params + signature; onnx: OUT/model.onnx (any H×W, seg's metadata inside).")
+              help="mxnet: symbol + params + signature (MXNet's format: the mxnet engine writes it); onnx: "
+                   "OUT/model.onnx (any H×W, seg's metadata inside), from --engine.")
 @click.option("--quantize", type=click.Choice(["int8"]),
               help="With --format onnx: also OUT/model-int8.onnx (ONNX Runtime quantization).")
 @click.option("--calibration", type=click.Path(exists=True, file_okay=False),
@@ -19,7 +20,8 @@ from seg.cli.options import classes_option
                    "mIOU against FP32; without it INT8 is dynamic and unmeasured.")
 @click.option("--calibration-images", type=click.IntRange(1),
               help="How many train images calibrate (with --calibration).  [default: 32]")
-def export(model, out, classes_path, fmt, quantize, calibration, calibration_images):
+@engine_option()
+def export(model, out, classes_path, fmt, quantize, calibration, calibration_images, engine):
     """Write OUT/model-symbol.json + OUT/model-0000.params (any input H×W) and OUT/model-signature.json for
     MODEL: a folder, a model.tar.gz or an s3:// URI, written by seg or by SageMaker's built-in algorithm.
     With --format onnx: OUT/model.onnx instead (and OUT/model-int8.onnx with --quantize int8).
@@ -31,7 +33,7 @@ def export(model, out, classes_path, fmt, quantize, calibration, calibration_ima
             raise click.UsageError("--quantize, --calibration and --calibration-images need --format onnx")
         from seg.models.export import export_model
 
-        result = export_model(model, out, classes_path)
+        result = export_model(model, out, classes_path, engine)
         click.echo(json.dumps({"symbol": str(result.symbol), "params": str(result.params),
                                "signature": str(result.signature), "architecture": result.architecture}))
         return
@@ -43,7 +45,7 @@ def export(model, out, classes_path, fmt, quantize, calibration, calibration_ima
 
     from seg.models.export import export_onnx
 
-    result = export_onnx(model, out, classes_path, quantize, calibration, calibration_images)
+    result = export_onnx(model, out, classes_path, quantize, calibration, calibration_images, engine)
     report = {"onnx": str(result.onnx), "architecture": result.architecture}
     if result.quantization is not None:
         report.update(int8=str(result.int8), quantization=asdict(result.quantization))

@@ -42,3 +42,19 @@ def classes_option():
     """`--classes FILE`: class names for a model that carries none (the built-in's)."""
     return click.option("--classes", "classes_path", type=click.Path(exists=True, dir_okay=False),
                         help="classes.json naming the model's classes (default: the model's own, else class_0..C-1).")
+
+
+def engine_option():
+    """`--engine torch|mxnet` (env SEG_ENGINE; default torch): which framework runs the network."""
+    from seg.engines import ENGINES, ENV
+
+    return click.option("--engine", type=click.Choice(ENGINES), envvar=ENV, default=None,
+                        help="Framework that runs the network: torch (default) or mxnet, the built-in's own "
+                             f"(needs the cpu/gpu extra, Python <= 3.11). Env {ENV}.")
+
+
+def device_option(default: str = "auto"):
+    """`--device auto|cpu|gpu`: auto takes the GPUs the engine sees, else the CPU; gpu without one fails."""
+    return click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default=default, show_default=True,
+                        envvar="SEG_DEVICE", help="auto: the GPU(s) when the engine sees one, else the CPU; gpu "
+                        "without CUDA fails (env SEG_DEVICE).")

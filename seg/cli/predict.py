@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from seg.cli.options import classes_option, json_option
+from seg.cli.options import classes_option, device_option, engine_option, json_option
 
 
 @click.command()
@@ -20,7 +20,9 @@ from seg.cli.options import classes_option, json_option
 @click.option("--max-side", default=1024, show_default=True, help="Long side above which images are scaled down for the network.")
 @classes_option()
 @json_option("Print the written files as JSON.")
-def predict(model, images, out, batch_out, accept, max_side, classes_path, as_json):
+@engine_option()
+@device_option()
+def predict(model, images, out, batch_out, accept, max_side, classes_path, as_json, engine, device):
     """Predict IMAGES (a file, a folder or an s3:// prefix): class-index PNG masks the size of each input
     plus overlays (--out), and/or Batch Transform outputs (--batch-out)."""
     from seg.serve.batch import predict_images
@@ -28,7 +30,7 @@ def predict(model, images, out, batch_out, accept, max_side, classes_path, as_js
 
     if not (out or batch_out):
         raise click.UsageError("give --out (masks + overlays), --batch-out (Batch Transform outputs), or both")
-    predictor = Predictor.load(model, max_side=max_side, classes_path=classes_path)
+    predictor = Predictor.load(model, engine, device, max_side=max_side, classes_path=classes_path)
     report = predict_images(predictor, images, out=out, batch_out=batch_out, accept=accept,
                             progress=sys.stderr.isatty())
     if as_json:

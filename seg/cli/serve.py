@@ -2,7 +2,7 @@
 
 import click
 
-from seg.cli.options import classes_option, opt_ml_option, workers_option
+from seg.cli.options import classes_option, device_option, engine_option, opt_ml_option, workers_option
 from seg.serve.protocol import DEFAULT_MAX_PIXELS
 
 
@@ -22,15 +22,14 @@ from seg.serve.protocol import DEFAULT_MAX_PIXELS
 @click.option("--proxy/--no-proxy", default=True, show_default=True,
               help="nginx in front of gunicorn (needs nginx); --no-proxy lets slow clients hold workers: debugging only.")
 @classes_option()
-@click.option("--runtime", type=click.Choice(["mxnet", "onnx"]), default="mxnet", show_default=True,
-              envvar="SEG_RUNTIME", help="onnx: serve a .onnx file from `seg export --format onnx` (or a folder's "
-              "model.onnx) with ONNX Runtime, without MXNet (env SEG_RUNTIME).")
-@click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True, envvar="SEG_DEVICE",
-              help="ONNX Runtime's provider; gpu asks for CUDA and falls back to the CPU with a warning "
-              "(env SEG_DEVICE).")
+@click.option("--runtime", type=click.Choice(["engine", "onnx"]), default="engine", show_default=True,
+              envvar="SEG_RUNTIME", help="engine: --engine runs the model file; onnx: serve a .onnx file from "
+              "`seg export --format onnx` (or a folder's model.onnx) with ONNX Runtime, no framework (env SEG_RUNTIME).")
+@engine_option()
+@device_option()
 @click.option("--strict-device", is_flag=True, envvar="SEG_STRICT_DEVICE",
-              help="With --device gpu: fail instead of falling back to the CPU.")
-def serve(model, opt_ml, host, port, workers, max_pixels, read_timeout, proxy, classes_path, runtime, device,
+              help="With --runtime onnx --device gpu: fail instead of falling back to the CPU.")
+def serve(model, opt_ml, host, port, workers, max_pixels, read_timeout, proxy, classes_path, runtime, engine, device,
           strict_device):
     """Serve MODEL (a folder, model.tar.gz or s3:// URI; seg's or the built-in's; with --runtime onnx an .onnx
     file or a folder holding one) over HTTP until SIGTERM.
@@ -44,4 +43,4 @@ def serve(model, opt_ml, host, port, workers, max_pixels, read_timeout, proxy, c
     model_dir = model if model is not None else OptML(opt_ml).model_dir
     run_server(ServeConfig(model_dir, host, port, workers, max_pixels, read_timeout=read_timeout, proxy=proxy,
                            classes_path=classes_path, runtime=runtime, device=device,
-                           strict_device=strict_device))
+                           strict_device=strict_device, engine=engine))

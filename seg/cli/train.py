@@ -3,7 +3,7 @@ import json
 
 import click
 
-from seg.cli.options import hp_file_option, opt_ml_option
+from seg.cli.options import device_option, engine_option, hp_file_option, opt_ml_option
 
 
 def _parse_hp(ctx, param, pairs) -> dict:
@@ -25,7 +25,9 @@ def _parse_hp(ctx, param, pairs) -> dict:
               help="A hyperparameter (SageMaker name); repeat.")
 @opt_ml_option()
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: on with --data).")
-def train(data, model_dir, checkpoint_dir, hyperparameters, hps, opt_ml, progress):
+@engine_option()
+@device_option()
+def train(data, model_dir, checkpoint_dir, hyperparameters, hps, opt_ml, progress, engine, device):
     """Train FCN/PSP/DeepLabV3: from --data, or as a SageMaker training job (no data arguments)."""
     if data and not model_dir:
         raise click.UsageError("--data needs --model-dir")
@@ -34,8 +36,8 @@ def train(data, model_dir, checkpoint_dir, hyperparameters, hps, opt_ml, progres
 
     if data:
         result = training.train_layout(data, model_dir, {**hyperparameters, **hps}, checkpoint_dir,
-                                       progress=progress is not False)
+                                       progress=progress is not False, engine=engine, device=device)
     else:
-        result = training.run_training_job(OptML(opt_ml), progress=bool(progress))
+        result = training.run_training_job(OptML(opt_ml), progress=bool(progress), engine=engine)
     click.echo(json.dumps({"model_dir": str(result.model_dir), "best_epoch": result.best_epoch,
                            "validation:mIOU": result.best_miou, "epochs_run": result.epochs_run}))

@@ -1,15 +1,15 @@
-"""The model artifact: write, read, and check for incremental training."""
+"""The model artifact, engine-free: read a model folder or tarball, write one from a parameter file, check a model
+for incremental training. The parameter file is MXNet's format (seg.models.params) whichever engine wrote it."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tarfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import mxnet as mx
-
-from gt2seg.atomic import atomic_files, atomic_path, atomic_write
+from gt2seg.atomic import atomic_path, atomic_write
 from gt2seg.classes import CLASSES_JSON, ClassTable, read_classes
 from gt2seg.errors import ClassesError
 from seg.config import Hyperparameters, parse_hyperparameters
@@ -23,56 +23,27 @@ from seg.models.builtin import (
     read_builtin_hyperparameters,
     write_builtin_form,
 )
-from seg.models.nets import Architecture, SegNet, architecture_for, build_network, mxnet_reason
+from seg.models.arch import Architecture, architecture_for
 
 PARAMS, HYPERPARAMETERS, CLASSES = "model.params", "hyperparameters.json", CLASSES_JSON
-
-EXPORT_PREFIX = "model"  # → model-symbol.json, model-0000.params
 
 MUST_MATCH = ("backbone", "algorithm", "crop_size", "num_classes")  # docs/CONTRACTS.md, "Incremental training"
 
 
-@dataclass
-class Artifact:
-    net: SegNet
-    hp: Hyperparameters
-    classes: list
-    arch: Architecture
-
-
-def export_symbol(net: SegNet, size: int, model_dir: Path) -> None:
-    """Hybridize and export `model-symbol.json` + `model-0000.params` (atomically renamed into place)."""
-    net.hybridize()
-    ctx = list(net.collect_params().values())[0].list_ctx()[0]
-    net(mx.nd.zeros((1, 3, size, size), ctx=ctx))
-    names = (f"{EXPORT_PREFIX}-symbol.json", f"{EXPORT_PREFIX}-0000.params")
-    with atomic_files(model_dir, names) as tmp:
-        net.export(os.path.join(tmp, EXPORT_PREFIX), epoch=0)
-
-
-def save_params(net, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        net.save_parameters(str(tmp))
-
-
-def save_artifact(params_path, hp: Hyperparameters, classes: list, model_dir, arch: Architecture = None) -> Path:
-    """Write the full artifact from a parameters file, via a clean CPU copy with plain BatchNorm.
-
-    Exporting from a fresh copy keeps training state (SyncBatchNorm, GPU contexts) out of the artifact.
-    Networks with GluonCV's structure also get the built-in's model_algo-1 + hyperparams.json.
-    """
+def write_artifact(params_path, hp: Hyperparameters, classes: list, model_dir, arch: Architecture = None) -> Path:
+    """The model folder from a parameter file (GluonCV's names, as both engines write it): model.params,
+    hyperparameters.json and classes.json, plus the built-in's model_algo-1 + hyperparams.json when GluonCV's
+    classes can load it (the built-in then takes the folder's tarball for incremental training)."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     stored_hp = replace(hp, use_pretrained_model=False, model_store="")
     arch = arch or architecture_for(hp)
-    net = build_network(stored_hp, arch=arch)
-    net.load_parameters(str(params_path), ctx=mx.cpu())
-    save_params(net, model_dir / PARAMS)
+    with atomic_path(model_dir / PARAMS) as tmp:
+        shutil.copyfile(params_path, tmp)
     if arch.builtin_compatible:
         write_builtin_form(model_dir / PARAMS, stored_hp, model_dir)
     atomic_write(model_dir / HYPERPARAMETERS, json.dumps(stored_hp.to_json(), indent=2).encode())
     atomic_write(model_dir / CLASSES, json.dumps(classes, indent=2).encode())
-    export_symbol(net, stored_hp.crop_size, model_dir)
     return model_dir
 
 
@@ -141,6 +112,7 @@ class ModelInfo:
     classes: list
     params: Path
     stated: frozenset  # hyperparameter names the model itself states (for incremental training's checks)
+    source: str = ""  # where the model came from, for messages
 
 
 def read_model(model_dir, classes_path=None) -> ModelInfo:
@@ -175,7 +147,7 @@ def read_model(model_dir, classes_path=None) -> ModelInfo:
         if len(classes) != arch.num_classes:
             raise ModelError(f"{classes_path} has {len(classes)} classes but the model has {arch.num_classes}; "
                              "pass the classes.json the model was trained with")
-    return ModelInfo(arch, hp, classes, params, stated)
+    return ModelInfo(arch, hp, classes, params, stated, str(params))
 
 
 def _seg_hyperparameters(model_dir: Path) -> Hyperparameters:
@@ -188,19 +160,6 @@ def _seg_hyperparameters(model_dir: Path) -> Hyperparameters:
         raise ModelError(f"{model_dir / HYPERPARAMETERS}: {exc}") from None
 
 
-def load_artifact(model_dir, ctx=None, classes_path=None) -> Artifact:
-    """Network (hybridized), hyperparameters and classes from a model folder: seg's or the built-in's."""
-    info = read_model(model_dir, classes_path)
-    ctx = ctx if isinstance(ctx, list) else [ctx or mx.cpu()]
-    net = build_network(info.hp, ctx=ctx, arch=info.arch)
-    try:
-        net.load_parameters(str(info.params), ctx=ctx)
-    except (mx.base.MXNetError, AssertionError) as exc:
-        raise ModelError(f"{info.params} does not load into {info.arch.describe()}: {mxnet_reason(exc)}") from None
-    net.hybridize()
-    return Artifact(net, info.hp, info.classes, info.arch)
-
-
 def check_compatible(previous: Hyperparameters, hp: Hyperparameters, where: str, stated=MUST_MATCH) -> None:
     """Incremental training needs the same backbone, algorithm, crop_size and num_classes (those the model states)."""
     diffs = [f"{k}: model {getattr(previous, k)!r} vs job {getattr(hp, k)!r}" for k in MUST_MATCH
@@ -208,3 +167,24 @@ def check_compatible(previous: Hyperparameters, hp: Hyperparameters, where: str,
     if diffs:
         raise ModelError(f"the model in {where} cannot be trained further with these hyperparameters ("
                          + "; ".join(diffs) + "); set them to the model's values")
+
+
+@dataclass
+class Model:
+    """A model read whole: what it is (`info`) and its weights (GluonCV name → array), ready for any engine."""
+
+    info: ModelInfo
+    weights: dict
+
+
+def load_model(location, classes_path=None) -> Model:
+    """Read a model seg or the built-in wrote (folder, model.tar.gz, or an s3:// URI of either), engine-free."""
+    import tempfile
+
+    from seg.models.params import plain_names, read_params
+
+    with tempfile.TemporaryDirectory(prefix="seg-model-") as scratch:
+        info = read_model(open_model(location, scratch), classes_path)
+        weights = plain_names(read_params(info.params))
+    info.params, info.source = None, str(location)  # the scratch copy is gone; the weights are in memory
+    return Model(info, weights)

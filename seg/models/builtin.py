@@ -2,23 +2,20 @@
 
 The built-in's model.tar.gz holds `model_algo-1` (a GluonCV FCN/PSPNet/DeepLabV3 `save_parameters` file),
 `model_best.params` and `hyperparams.json` (string values under the built-in's names); docs/CONTRACTS.md, "The built-in's model artifact".
-The network is worked out from the parameter file itself (names and shapes); hyperparams.json, when present,
-must agree with it. See docs/BUILTIN_MODELS.md for what is confirmed and what is inferred.
+The network is worked out from the parameter file itself (names and shapes, read with numpy: no engine needed);
+hyperparams.json, when present, must agree with it. See docs/BUILTIN_MODELS.md for what is confirmed and what is inferred.
 """
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import fields, replace
 from pathlib import Path
 
-import mxnet as mx
-
 from gt2seg.atomic import atomic_write
 from seg.config import BUILTIN_BACKBONES, EXTENSION_HPS, Hyperparameters, parse_hyperparameters
 from seg.errors import HyperparameterError, ModelError
-from seg.models.arch import Architecture
-from seg.models.nets import assemble, mxnet_reason
+from seg.models.arch import Architecture, parameter_shapes
+from seg.models.params import plain_names, read_params
 
 BUILTIN_PARAMS, BUILTIN_BEST, BUILTIN_HYPERPARAMETERS = "model_algo-1", "model_best.params", "hyperparams.json"
 #: blocks in layer3 (and whether layer1 has bottlenecks) → backbone
@@ -29,25 +26,10 @@ _CLASSIFIERS = {"head.block.4.weight": "gluoncv", "head.classifier.block.2.weigh
 
 def read_shapes(path) -> dict:
     """name → shape of an MXNet parameter file; ModelError when it is not one (or is cut short)."""
-    try:
-        loaded = mx.nd.load(str(path))
-    except mx.base.MXNetError as exc:
-        raise ModelError(f"{path}: not a readable MXNet parameter file ({mxnet_reason(exc)}); if it is one, it is "
-                         "truncated: copy the model again") from None
-    if not isinstance(loaded, dict) or not loaded:
+    arrays = plain_names(read_params(path))
+    if not arrays:
         raise ModelError(f"{path}: holds no named parameters; expected a Gluon save_parameters file")
-    return {name.split(":", 1)[-1]: tuple(array.shape) for name, array in loaded.items()}
-
-
-@functools.lru_cache(maxsize=None)
-def expected_shapes(arch: Architecture) -> dict:
-    """name → shape that a strict load of `arch`'s network needs (symbolic shape inference, no weights)."""
-    net = assemble(arch)
-    structural = net._collect_params_with_prefix()
-    out = net(mx.sym.var("data"))
-    args, _, auxs = out.infer_shape(data=(1, 3, 64, 64))
-    by_name = dict(zip(out.list_arguments(), args), **dict(zip(out.list_auxiliary_states(), auxs)))
-    return {key: tuple(by_name.get(param.name, param.shape)) for key, param in structural.items()}
+    return {name: tuple(array.shape) for name, array in arrays.items()}
 
 
 def _candidates(shapes: dict) -> list:
@@ -86,13 +68,13 @@ def detect_architecture(path, shapes=None) -> Architecture:
     shapes = shapes if shapes is not None else read_shapes(path)
     candidates = _candidates(shapes)
     for arch in candidates:
-        if expected_shapes(arch) == shapes:
+        if parameter_shapes(arch) == shapes:
             return arch
     holds = f"{len(shapes)} parameters, e.g. " + ", ".join(f"{n} {s}" for n, s in list(shapes.items())[:3])
     if not candidates:
         raise ModelError(f"{path} matches no known architecture: it holds {holds} but no FCN/PSP/DeepLabV3 head on a "
                          "GluonCV ResNet-18/34/50/101; pass a model written by seg or the built-in algorithm")
-    tried = " | ".join(f"{a.describe()} expects: {_differences(shapes, expected_shapes(a))}" for a in candidates)
+    tried = " | ".join(f"{a.describe()} expects: {_differences(shapes, parameter_shapes(a))}" for a in candidates)
     raise ModelError(f"{path} matches no known architecture: it holds {holds}; {tried}")
 
 

@@ -2,16 +2,19 @@
 
 Order (`resolve_pretrained`): 1. the model store (`model_store`, else $SEG_MODEL_STORE, else $MXNET_HOME/models):
 `<name>.params` or `<name>-*.params` in a folder or under an s3:// prefix, or the .params file named;
-2. GluonCV's model store (`get_model_file`): its SHA-1-checked cache in $MXNET_HOME/models, else a download
-from $MXNET_GLUON_REPO (default: GluonCV's public repo) with a progress bar, unless $SEG_OFFLINE=1.
-GluonCV's downloader is used as is: it honours both variables and checks the SHA-1 it pins for each model.
+2. GluonCV's model store, read as GluonCV reads it but without MXNet (so the torch engine shares it): the
+SHA-1-checked `<name>-<sha1[:8]>.params` in $MXNET_HOME/models, else `<repo>gluon/models/<name>-<sha1[:8]>.zip`
+downloaded from $MXNET_GLUON_REPO (default: GluonCV's public repo) with a progress bar on stderr, unzipped and
+checked against the SHA-1 GluonCV 0.10.5 pins for that backbone; never with $SEG_OFFLINE=1.
 """
 from __future__ import annotations
 
-import contextlib
+import fcntl
 import glob
+import hashlib
+import io
 import os
-import sys
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -21,6 +24,12 @@ from seg.errors import PretrainedWeightsError
 from seg.models.arch import STORE_NAMES
 
 OFFLINE = "SEG_OFFLINE"  # =1: never download weights (air-gapped jobs); the model store must hold them
+#: SHA-1 of GluonCV's ImageNet weights for seg's backbones (gluoncv.model_zoo.model_store, GluonCV 0.10.5)
+GLUON_SHA1 = {"resnet18_v1b": "2d9d980c990442f826f20781ed039851e78dabe3",
+              "resnet34_v1b": "8e16b84814e84f64d897854003f049872991eaa6",
+              "resnet50_v1s": "25a187fa281ddc98afbcd0cc0f0646885b874b80",
+              "resnet101_v1s": "bd93a83c05f709a803b1221aeff0b028e6eebb03"}
+GLUON_REPO = "https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/"  # GluonCV's default repo_url
 
 
 def pretrained_candidates(hp: Hyperparameters) -> list:
@@ -43,22 +52,50 @@ def resolve_pretrained(hp: Hyperparameters, cache_dir) -> str:
     return _from_gluon_store(hp)
 
 
-def _from_gluon_store(hp: Hyperparameters) -> str:
-    """GluonCV's weights of hp.backbone from its SHA-1-checked cache or repo; progress goes to stderr."""
-    import seg.models.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
-    from gluoncv.model_zoo.model_store import get_model_file, short_hash
+def _sha1(path: Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
+
+def _download(url: str) -> bytes:
+    """The body at `url`, with a tqdm progress bar on stderr (stdout stays machine-readable)."""
+    from tqdm import tqdm
+
+    with urllib.request.urlopen(url, timeout=60) as response:
+        size = int(response.headers.get("Content-Length") or 0) or None
+        body = io.BytesIO()
+        with tqdm(total=size, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1]) as bar:
+            for chunk in iter(lambda: response.read(1 << 16), b""):
+                body.write(chunk)
+                bar.update(len(chunk))
+    return body.getvalue()
+
+
+def _from_gluon_store(hp: Hyperparameters) -> str:
+    """GluonCV's weights of hp.backbone from its SHA-1-checked cache or repo (one process downloads at a time)."""
     name = STORE_NAMES[hp.backbone]
-    try:
-        with contextlib.redirect_stdout(sys.stderr):  # GluonCV prints "Downloading ..." on stdout
-            return get_model_file(name, root=mxnet_models_dir())
-    except ValueError:  # GluonCV extracted a file whose SHA-1 is not the one it pins: refuse it for good
-        Path(mxnet_models_dir(), f"{name}-{short_hash(name)}.params").unlink(missing_ok=True)
-        _missing(hp, f"{_gluon_url(name)} was downloaded but its SHA-1 is not the one GluonCV pins for {name}, "
-                     "so it was deleted (is $MXNET_GLUON_REPO a mirror of another GluonCV version?)")
-    except (OSError, RuntimeError, zipfile.BadZipFile) as exc:  # requests' errors are OSErrors
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        _missing(hp, f"downloading {_gluon_url(name)} failed ({reason})")
+    sha1, root = GLUON_SHA1[name], Path(mxnet_models_dir())
+    stem = f"{name}-{sha1[:8]}"
+    params = root / f"{stem}.params"
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f"{stem}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if params.is_file() and _sha1(params) == sha1:
+            return str(params)
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(_download(_gluon_url(name))))
+            body = archive.read(f"{stem}.params")
+        except (OSError, zipfile.BadZipFile, KeyError) as exc:  # urllib's errors are OSErrors
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            _missing(hp, f"downloading {_gluon_url(name)} failed ({reason})")
+        if hashlib.sha1(body).hexdigest() != sha1:
+            _missing(hp, f"{_gluon_url(name)} was downloaded but its SHA-1 is not the one GluonCV pins for {name}, "
+                         "so it was not kept (is $MXNET_GLUON_REPO a mirror of another GluonCV version?)")
+        atomic_write(params, body)
+    return str(params)
 
 
 def _from_model_store(candidates: list, cache_dir):
@@ -81,11 +118,9 @@ def _from_model_store(candidates: list, cache_dir):
 
 
 def _gluon_url(name: str) -> str:
-    """The URL GluonCV's model store downloads `name` from (its own URL format and repo variable)."""
-    from gluoncv.model_zoo import model_store
-
-    repo = os.environ.get("MXNET_GLUON_REPO", model_store.apache_repo_url).rstrip("/") + "/"
-    return model_store._url_format.format(repo_url=repo, file_name=f"{name}-{model_store.short_hash(name)}")
+    """Where GluonCV's model store keeps `name`: $MXNET_GLUON_REPO (else GluonCV's repo), gluon/models/."""
+    repo = os.environ.get("MXNET_GLUON_REPO", GLUON_REPO).rstrip("/") + "/"
+    return f"{repo}gluon/models/{name}-{GLUON_SHA1[name][:8]}.zip"
 
 
 def _missing(hp: Hyperparameters, gluon_problem: str):

@@ -21,8 +21,7 @@ from gt2seg.atomic import atomic_path
 from seg.data.files import FileSource
 from seg.errors import ExportError
 from seg.evaluate import evaluate_layout
-from seg.models.to_onnx import INPUT
-from seg.serve.onnx_predictor import OnnxPredictor
+from seg.serve.onnx_predictor import INPUT, OnnxPredictor
 from seg.serve.sizing import network_input
 
 log = logging.getLogger(__name__)

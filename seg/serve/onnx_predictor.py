@@ -26,6 +26,7 @@ FORMAT_KEY, FORMAT = "seg.format", "seg-onnx"
 VERSION_KEY, VERSION = "seg.format_version", "1"
 SIGNATURE_KEY = "seg.signature"  # JSON: seg.models.export.signature (input, preprocessing, output, classes, architecture)
 ONNX_FILE = "model.onnx"
+INPUT, OUTPUT = "data", "logits"  # the graph's one input (N×3×H×W float32) and one output (N×C×H×W logits)
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "gpu": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 

@@ -33,12 +33,14 @@ class ServeConfig:
     read_timeout: int = 60  # seconds a client has for its header, and between two reads of its body
     proxy: bool = True  # nginx in front; without it a slow client holds a worker
     classes_path: Optional[Path] = None  # classes.json naming the classes of a model that has none
-    runtime: str = "mxnet"  # "onnx": ONNX Runtime serves a file from `seg export --format onnx`, without MXNet
-    device: str = "cpu"  # ONNX Runtime's provider: "cpu", or "gpu" (CUDA; CPU with a warning when absent)
+    runtime: str = "engine"  # "onnx": ONNX Runtime serves a file from `seg export --format onnx`, no framework
+    device: str = "auto"  # "auto" (engine: a GPU when one is seen; ONNX: the CPU), "cpu", or "gpu" (CUDA; the CPU
+    #                       with a warning when absent)
     strict_device: bool = False  # "gpu" without CUDA fails instead of falling back to the CPU
+    engine: Optional[str] = None  # runtime "engine": torch or mxnet (default $SEG_ENGINE, else torch)
 
 
-RUNTIMES, DEVICES = ("mxnet", "onnx"), ("cpu", "gpu")
+RUNTIMES, DEVICES = ("engine", "onnx"), ("auto", "cpu", "gpu")
 
 
 def run_server(config: ServeConfig, environ: Mapping[str, str] = os.environ) -> None:
@@ -80,12 +82,15 @@ def _check_runtime(config: ServeConfig, model_dir: str) -> None:
     """Runtime and device settings that go together; for ONNX, a readable seg ONNX file (checked once, here,
     so a foreign file gets one clear error instead of every worker failing)."""
     if config.runtime not in RUNTIMES or config.device not in DEVICES:
-        raise ServeConfigError(f"runtime={config.runtime!r}, device={config.device!r}: use runtime mxnet or onnx, "
-                               "device cpu or gpu")
-    if config.runtime == "mxnet":
-        if config.device != "cpu" or config.strict_device:
-            raise ServeConfigError(f"device={config.device} applies to runtime=onnx; with MXNet each worker takes "
-                                   "a GPU when MXNet sees one")
+        raise ServeConfigError(f"runtime={config.runtime!r}, device={config.device!r}: use runtime engine or onnx, "
+                               "device auto, cpu or gpu")
+    if config.runtime == "engine":
+        from seg.engines import load_engine
+
+        load_engine(config.engine)  # a missing extra is named once, here, before any child starts
+        if config.strict_device:
+            raise ServeConfigError("strict_device applies to runtime=onnx; an engine given device=gpu without a "
+                                   "GPU always fails")
         return
     if model_dir.startswith("s3://"):
         raise ServeConfigError(f"runtime=onnx serves a local .onnx file or folder, not {model_dir}; download it "
@@ -98,7 +103,8 @@ def _check_runtime(config: ServeConfig, model_dir: str) -> None:
 
 
 def _runtime(config: ServeConfig) -> dict:
-    return {"runtime": config.runtime, "device": config.device, "strict_device": config.strict_device}
+    return {"runtime": config.runtime, "device": config.device, "strict_device": config.strict_device,
+            "engine": config.engine}
 
 
 def _str(path) -> Optional[str]:

@@ -25,28 +25,27 @@ def _exit_worker(exc: BaseException) -> None:
     os._exit(APP_LOAD_ERROR)
 
 
-def _mxnet_predictor(model_dir: str, worker_number: int, classes_path: Optional[str]):
-    """MXNet's Predictor on GPU ``worker_number % gpus`` when MXNet sees GPUs, else on the CPU."""
-    import mxnet as mx  # imported here, in the worker, after the fork
-
-    from seg.models.gpu import check_gpus
+def _engine_predictor(model_dir: str, worker_number: int, classes_path: Optional[str], engine: Optional[str],
+                      device: str):
+    """The engine's Predictor (its framework imported here, in the worker, after the fork); with several GPUs
+    worker N takes GPU N % count."""
     from seg.serve.predictor import Predictor
 
-    gpus = mx.context.num_gpus()
-    ctx = mx.gpu(worker_number % gpus) if gpus else mx.cpu()
-    check_gpus([ctx])
-    return Predictor.load(model_dir, ctx=ctx, classes_path=classes_path)
+    if device != "cpu":
+        device = f"{device}:{worker_number}"  # the engine takes this worker's share of its GPUs
+    return Predictor.load(model_dir, engine, device, classes_path=classes_path)
 
 
 def run_workers(model_dir: str, bind: str, workers: int, max_pixels: int, timeout: int,
                 graceful_timeout: int, ready_file: Optional[str] = None, classes_path: Optional[str] = None,
-                runtime: str = "mxnet", device: str = "cpu", strict_device: bool = False) -> None:
+                runtime: str = "engine", device: str = "auto", strict_device: bool = False,
+                engine: Optional[str] = None) -> None:
     """Run gunicorn until SIGTERM; raises SystemExit with gunicorn's code when it stops on an error.
 
-    Each worker loads its own predictor: MXNet's (``runtime="mxnet"``, on a GPU when MXNet sees one) or ONNX
-    Runtime's (``runtime="onnx"``, on ``device``; MXNet is never imported); the first to succeed creates
-    ``ready_file`` (nginx then answers /ping). ``model_dir`` may be an s3:// URI for MXNet (each worker fetches
-    it); ``classes_path`` names the classes when the model has none. Limits and execution parameters come from
+    Each worker loads its own predictor: the engine's (``runtime="engine"``: ``engine`` torch or mxnet, on a GPU
+    when ``device`` allows and one is seen) or ONNX Runtime's (``runtime="onnx"``, on ``device``; no framework is
+    imported); the first to succeed creates ``ready_file`` (nginx then answers /ping). ``model_dir`` may be an
+    s3:// URI for an engine (each worker fetches it); ``classes_path`` names the classes when the model has none. Limits and execution parameters come from
     the SAGEMAKER_* variables, checked by the caller.
     """
     from gunicorn.app.base import BaseApplication
@@ -62,9 +61,10 @@ def run_workers(model_dir: str, bind: str, workers: int, max_pixels: int, timeou
         if runtime == "onnx":
             from seg.serve.onnx_predictor import OnnxPredictor
 
-            predictor = OnnxPredictor.load(model_dir, device, strict_device, classes_path=classes_path)
+            onnx_device = "cpu" if device == "auto" else device
+            predictor = OnnxPredictor.load(model_dir, onnx_device, strict_device, classes_path=classes_path)
         else:
-            predictor = _mxnet_predictor(model_dir, worker.get("number", 0), classes_path)
+            predictor = _engine_predictor(model_dir, worker.get("number", 0), classes_path, engine, device)
         if ready_file:
             Path(ready_file).touch()
         return predictor

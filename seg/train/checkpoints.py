@@ -9,7 +9,7 @@ from typing import Optional
 from gt2seg.atomic import atomic_path, atomic_write
 from seg.config import Hyperparameters
 from seg.errors import TrainingError
-from seg.models.artifact import MUST_MATCH, save_params
+from seg.models.artifact import MUST_MATCH
 
 STATE, LAST, BEST, TRAINER_STATES = "state.json", "last.params", "best.params", "trainer.states"
 
@@ -17,7 +17,8 @@ RESUME_MUST_MATCH = MUST_MATCH + ("mini_batch_size", "optimizer", "learning_rate
 
 
 class Checkpoints:
-    """`checkpoints/`: last and best parameters, trainer states and state.json (written last = commit)."""
+    """`checkpoints/`: last and best parameters (the model file format, whichever engine), the engine's optimizer
+    state and state.json (written last = commit)."""
 
     def __init__(self, folder):
         self.folder = Path(folder)
@@ -31,14 +32,14 @@ class Checkpoints:
         except ValueError as exc:
             raise TrainingError(f"{path} is not valid JSON ({exc}); delete the checkpoint folder to start over") from None
 
-    def save(self, net, trainer, state: dict, best: bool) -> None:
+    def save(self, session, state: dict, best: bool) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        save_params(net, self.folder / LAST)
+        session.save_weights(self.folder / LAST)
         if best:
             with atomic_path(self.folder / BEST) as tmp:
                 shutil.copyfile(self.folder / LAST, tmp)
         with atomic_path(self.folder / TRAINER_STATES) as tmp:
-            trainer.save_states(str(tmp))
+            session.save_state(tmp)
         atomic_write(self.folder / STATE, json.dumps(state, indent=2).encode())
 
 
@@ -61,10 +62,16 @@ def track_progress(state: dict, miou: float, epoch: int, hp: Hyperparameters) ->
     return is_best, stop
 
 
-def _resume_state(checkpoints: Checkpoints, hp: Hyperparameters) -> Optional[dict]:
+def _resume_state(checkpoints: Checkpoints, hp: Hyperparameters, engine: str) -> Optional[dict]:
     state = checkpoints.state()
     if state is None:
         return None
+    if state.get("engine", "mxnet") != engine:
+        raise TrainingError(
+            f"the checkpoint in {checkpoints.folder} was written by the {state.get('engine', 'mxnet')} engine, whose "
+            f"optimizer state the {engine} engine cannot read; resume with engine={state.get('engine', 'mxnet')}, "
+            "or start over from its weights as incremental training (the model channel)"
+        )
     saved = state.get("hyperparameters", {})
     diffs = [k for k in RESUME_MUST_MATCH if str(saved.get(k)) != str(hp.to_json()[k])]
     if diffs:

@@ -1,19 +1,16 @@
 """Entry points: a local layout (`seg train --data`) and the SageMaker /opt/ml contract."""
 from __future__ import annotations
 
-import gc
 import logging
 import tempfile
 import traceback
 from pathlib import Path
 from typing import Optional
 
-import mxnet as mx
-
 from gt2seg.layout import CHANNELS, LABEL_MAP_DIR, annotation_dir
 from gt2seg.split import TRAIN
+from seg.engines import load_engine
 from seg.errors import TrainingError, is_expected
-from seg.train.distributed import _stop, start_parameter_servers
 from seg.train.loop import Inputs, TrainResult, train
 
 log = logging.getLogger("seg.train")
@@ -45,8 +42,11 @@ def complete_hyperparameters(raw: dict, inputs: Inputs) -> dict:
     return values
 
 
-def train_layout(data, model_dir, hyperparameters: dict, checkpoint_dir=None, progress=True) -> TrainResult:
-    """`seg train --data`: a local layout folder or an s3:// prefix holding one (downloaded first)."""
+def train_layout(data, model_dir, hyperparameters: dict, checkpoint_dir=None, progress=True, engine=None,
+                 device="auto") -> TrainResult:
+    """`seg train --data`: a local layout folder or an s3:// prefix holding one (downloaded first).
+
+    Under torchrun (WORLD_SIZE > 1) each process trains its share with the torch engine's DDP."""
     from seg.config import parse_hyperparameters
     from seg.data.files import layout_channels
 
@@ -61,11 +61,17 @@ def train_layout(data, model_dir, hyperparameters: dict, checkpoint_dir=None, pr
             root = Path(data)
         inputs = Inputs(layout_channels(root), classes=_classes_near(root))
         hp = parse_hyperparameters(complete_hyperparameters(hyperparameters, inputs))
-        return train(hp, inputs, model_dir, checkpoint_dir=checkpoint_dir, progress=progress)
+        backend = load_engine(engine)
+        with backend.distributed(hp, None) as dist:
+            return train(hp, inputs, model_dir, checkpoint_dir=checkpoint_dir, progress=progress, engine=backend.NAME,
+                         device=device, dist=dist)
 
 
-def run_training_job(opt, progress=False) -> TrainResult:
+def run_training_job(opt, progress=False, engine=None) -> TrainResult:
     """The SageMaker training entry point over an OptML root; any failure lands in output/failure, then re-raises.
+
+    `engine`: torch or mxnet (default $SEG_ENGINE, else torch). Several hosts in resourceconfig.json train one
+    model together: the engine's `distributed` joins them (torch: DDP; MXNet: its parameter servers).
 
     An expected failure (`seg.errors.is_expected`) writes its message; a bug writes its type, message and traceback.
     """
@@ -83,20 +89,14 @@ def run_training_job(opt, progress=False) -> TrainResult:
         )
         hp = parse_hyperparameters(complete_hyperparameters(opt.hyperparameters(), inputs))
         resource = opt.resource_config() or {}
-        if len(resource.get("hosts", [])) <= 1:
-            return train(hp, inputs, opt.model_dir, checkpoint_dir=opt.checkpoints_dir, progress=progress)
-        if inputs.pipe_channels:
+        multi_host = len(resource.get("hosts", [])) > 1
+        if multi_host and inputs.pipe_channels:
             raise TrainingError("Pipe mode streams every record to every host; use File mode with "
                                 "S3DistributionType=FullyReplicated for multi-host training")
-        servers = start_parameter_servers(resource)
-        kv = mx.kv.create(hp.kvstore if hp.kvstore.startswith("dist") else "dist_sync")
-        try:
+        backend = load_engine(engine)
+        with backend.distributed(hp, resource if multi_host else None) as dist:
             return train(hp, inputs, opt.model_dir, checkpoint_dir=opt.checkpoints_dir, progress=progress,
-                         kvstore=kv, shard=(kv.rank, kv.num_workers))
-        finally:
-            del kv  # the worker leaves the cluster (ps-lite finalize), which lets servers and scheduler exit
-            gc.collect()
-            _stop(servers)
+                         engine=backend.NAME, dist=dist)
     except Exception as exc:  # the contract: every failure is reported in output/failure
         if is_expected(exc):
             opt.write_failure(str(exc))

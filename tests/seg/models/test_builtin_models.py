@@ -20,10 +20,13 @@ from builtin_models import (  # noqa: E402
 from seg.config import parse_hyperparameters  # noqa: E402
 from seg.data.transforms import normalize  # noqa: E402
 from seg.errors import ModelError  # noqa: E402
-from seg.models.artifact import check_compatible, load_artifact, open_model, read_model, save_artifact, save_params  # noqa: E402
-from seg.models.builtin import detect_architecture, expected_shapes  # noqa: E402
+from seg.engines.mxnet.engine import weights_of  # noqa: E402
+from seg.models.artifact import check_compatible, open_model, read_model, write_artifact  # noqa: E402
+from seg.models.params import write_params  # noqa: E402
+from seg.models.arch import parameter_shapes as expected_shapes  # noqa: E402
+from seg.models.builtin import detect_architecture  # noqa: E402
 from seg.models.export import export_model  # noqa: E402
-from seg.models.nets import Architecture, build_network  # noqa: E402
+from seg.engines.mxnet.nets import Architecture, build_network  # noqa: E402
 from seg.serve.predictor import Predictor  # noqa: E402
 
 pytestmark = pytest.mark.mxnet
@@ -94,14 +97,14 @@ def test_v1b_stem_is_told_apart_by_its_shapes(tmp_path):
 
 
 def test_seg_artifact_carries_a_model_algo_1_that_gluoncv_loads_strictly(tmp_path):
-    import seg.models.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
+    import seg.engines.mxnet.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
     from gluoncv.model_zoo import PSPNet
 
     hp = parse_hyperparameters({"num_classes": 4, "num_training_samples": 5, "algorithm": "psp", "crop_size": 64,
                                 "use_pretrained_model": False, "seed": 3})
     net = build_network(hp)
-    save_params(net, tmp_path / "p.params")
-    save_artifact(tmp_path / "p.params", hp, [{"index": i, "name": str(i)} for i in range(4)], tmp_path / "m")
+    write_params(tmp_path / "p.params", weights_of(net))
+    write_artifact(tmp_path / "p.params", hp, [{"index": i, "name": str(i)} for i in range(4)], tmp_path / "m")
     written = json.loads((tmp_path / "m" / "hyperparams.json").read_text())
     assert written["algorithm"] == "psp" and written["num_classes"] == "4" and written["crop_size"] == "64"
     assert all(isinstance(v, str) for v in written.values()) and "seed" not in written
@@ -117,14 +120,14 @@ def test_resnet50_artifacts_with_segs_former_heads_keep_loading_unchanged(tmp_pa
                                 "crop_size": 32, "use_pretrained_model": False})
     former = Architecture("deeplab", "resnet-50", 3, "v1s", "seg", aux=False)
     net = build_network(hp, arch=former)
-    save_params(net, tmp_path / "p.params")
-    save_artifact(tmp_path / "p.params", hp, [{"index": i, "name": str(i)} for i in range(3)], tmp_path / "m",
-                  arch=former)
+    write_params(tmp_path / "p.params", weights_of(net))
+    write_artifact(tmp_path / "p.params", hp, [{"index": i, "name": str(i)} for i in range(3)], tmp_path / "m",
+                   arch=former)
     assert not (tmp_path / "m" / "model_algo-1").exists()  # the built-in cannot load seg's former heads
-    loaded = load_artifact(tmp_path / "m")
+    loaded = Predictor.load(tmp_path / "m")
     assert loaded.arch == former
     data = mx.nd.random.normal(shape=(1, 3, 24, 40))
-    assert np.allclose(net(data).asnumpy(), loaded.net(data).asnumpy(), atol=1e-4)
+    assert np.allclose(net(data).asnumpy(), loaded.inference.net(data).asnumpy(), atol=1e-4)
 
 
 def test_model_tarball_is_read_from_s3(builtin, s3, s3_bucket):
@@ -147,7 +150,7 @@ def test_exported_pair_gives_the_predictors_logits_without_seg_at_two_sizes(buil
         rgb = random_rgb(seed, height, width)
         data = mx.nd.array(((rgb / 255.0 - signature["preprocessing"]["mean"]) / signature["preprocessing"]["std"])
                            .transpose(2, 0, 1)[None].astype(np.float32))
-        assert np.allclose(imported(data).asnumpy(), predictor.net(mx.nd.array(normalize(rgb)[None])).asnumpy(),
+        assert np.allclose(imported(data).asnumpy(), predictor.inference.net(mx.nd.array(normalize(rgb)[None])).asnumpy(),
                            atol=1e-4)
 
 
@@ -186,10 +189,13 @@ def test_tarball_entry_escaping_the_folder_is_refused_before_anything_is_written
 
 def test_truncated_or_foreign_parameter_files_are_named(builtin, tmp_path):
     data = (builtin["fcn"][1].parent / "model_algo-1").read_bytes()
-    for name, body in (("cut", data[: len(data) // 2]), ("foreign", b"PK\x03\x04 not parameters" * 10)):
+    cases = (("cut", data[: len(data) // 2], "the file is truncated"),
+             ("torch", b"PK\x03\x04 a torch.save zip" * 10, "a PyTorch checkpoint"),
+             ("foreign", b"GIF89a not parameters" * 10, "not an MXNet parameter file"))
+    for name, body, reason in cases:
         (tmp_path / name).mkdir()
         (tmp_path / name / "model_algo-1").write_bytes(body)
-        with pytest.raises(ModelError, match=f"{name}/model_algo-1: not a readable MXNet parameter file"):
+        with pytest.raises(ModelError, match=f"{name}/model_algo-1: .*{reason}"):
             read_model(tmp_path / name)
 
 

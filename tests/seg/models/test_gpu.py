@@ -2,8 +2,8 @@
 import mxnet as mx
 import pytest
 
-from seg.models.gpu import check_gpus, gpu_capabilities, unsupported_gpus
-from seg.train.loop import contexts
+from seg.engines.mxnet.gpu import check_gpus, gpu_capabilities, unsupported_gpus
+from seg.engines.mxnet.engine import contexts
 
 NO_GPU = pytest.mark.skipif(mx.context.num_gpus() > 0, reason="checks the GPU-less path")
 
@@ -18,7 +18,7 @@ def test_kepler_hopper_and_blackwell_gpus_are_refused_naming_what_works(capabili
     message = unsupported_gpus({0: 75, 1: capability}, environ={})
     assert f"gpu(1) has compute capability {capability // 10}.{capability % 10}" in message
     assert "gpu(0)" not in message and "\n" not in message
-    for hint in ("5.0 to 8.x", "V100", "A100", "gt2seg[cpu]", "SEG_SKIP_GPU_CHECK=1", "--format onnx",
+    for hint in ("5.0 to 8.x", "V100", "A100", "--engine torch", "SEG_SKIP_GPU_CHECK=1", "--format onnx",
                  "--runtime onnx --device gpu"):
         assert hint in message
 

@@ -8,12 +8,13 @@ mx = pytest.importorskip("mxnet")
 
 from seg.config import parse_hyperparameters
 from seg.errors import ModelError, PretrainedWeightsError
-from seg.models.nets import build_network
-from seg.models.artifact import check_compatible, load_artifact, save_artifact, save_params
+from seg.engines.mxnet.nets import build_network
+from seg.engines.mxnet.engine import loss as seg_loss, weights_of
+from seg.models.artifact import check_compatible, load_model, read_model, write_artifact
+from seg.models.params import write_params
 from artifacts import save_random_artifact
 from seg.models.pretrained import resolve_pretrained
 from seg.serve.predictor import Predictor
-from seg.train.loop import seg_loss
 
 pytestmark = pytest.mark.mxnet
 
@@ -35,11 +36,11 @@ def test_each_algorithm_and_backbone_steps_saves_and_loads(tmp_path, algorithm, 
     data = mx.nd.random.normal(shape=(2, 3, 32, 32))
     label = mx.nd.array(np.random.default_rng(0).integers(0, 3, (2, 32, 32)))
     with mx.autograd.record():
-        loss = seg_loss(mx.nd, net(data), label)
+        loss = seg_loss(net(data), label)
     loss.backward()
     trainer.step(1)
     assert np.isfinite(loss.asscalar())
-    save_params(net, tmp_path / "p.params")
+    write_params(tmp_path / "p.params", weights_of(net))
     again = build_network(hp)
     again.load_parameters(str(tmp_path / "p.params"))
     assert np.allclose(net(data).asnumpy(), again(data).asnumpy(), atol=1e-4)
@@ -49,27 +50,31 @@ def test_each_algorithm_and_backbone_steps_saves_and_loads(tmp_path, algorithm, 
 def test_artifact_round_trip_keeps_outputs_and_hyperparameters(tmp_path, algorithm):
     hp = _hp(algorithm=algorithm)
     net = build_network(hp)
-    save_params(net, tmp_path / "p.params")
-    save_artifact(tmp_path / "p.params", hp, [{"index": i, "name": str(i), "color": "#000000"} for i in range(3)],
-                  tmp_path / "model")
-    loaded = load_artifact(tmp_path / "model")
+    write_params(tmp_path / "p.params", weights_of(net))
+    write_artifact(tmp_path / "p.params", hp, [{"index": i, "name": str(i), "color": "#000000"} for i in range(3)],
+                   tmp_path / "model")
+    loaded = Predictor.load(tmp_path / "model", engine="mxnet")
     data = mx.nd.random.normal(shape=(1, 3, 24, 40))
-    assert np.allclose(net(data).asnumpy(), loaded.net(data).asnumpy(), atol=1e-4)
+    assert np.allclose(net(data).asnumpy(), loaded.inference.net(data).asnumpy(), atol=1e-4)
     assert loaded.hp == hp
 
 
 @pytest.mark.filterwarnings("ignore:Cannot decide type")
 def test_exported_symbol_runs_without_seg_at_another_size_and_matches(tmp_path):
-    save_random_artifact(tmp_path, algorithm="psp")
+    from seg.models.export import export_model
+
+    save_random_artifact(tmp_path / "m", algorithm="psp")
+    export_model(tmp_path / "m", tmp_path)
     imported = mx.gluon.SymbolBlock.imports(str(tmp_path / "model-symbol.json"), ["data"],
                                             str(tmp_path / "model-0000.params"))
     data = mx.nd.random.normal(shape=(1, 3, 40, 56))
     assert imported(data).shape == (1, 3, 40, 56)
-    assert np.allclose(imported(data).asnumpy(), load_artifact(tmp_path).net(data).asnumpy(), atol=1e-4)
+    expected = Predictor.load(tmp_path / "m", engine="mxnet").inference.net(data)
+    assert np.allclose(imported(data).asnumpy(), expected.asnumpy(), atol=1e-4)
 
 
 def test_predictor_returns_probabilities_at_the_input_size(tmp_path):
-    predictor = Predictor.load(save_random_artifact(tmp_path, algorithm="deeplab", num_classes=4))
+    predictor = Predictor.load(save_random_artifact(tmp_path, algorithm="deeplab", num_classes=4), engine="mxnet")
     rgb = np.random.default_rng(0).integers(0, 255, (37, 51, 3)).astype(np.uint8)
     probs = predictor.probabilities(rgb)
     assert probs.shape == (4, 37, 51) and probs.dtype == np.float32
@@ -80,7 +85,7 @@ def test_predictor_returns_probabilities_at_the_input_size(tmp_path):
 
 
 def test_predictor_caps_the_network_input_but_answers_at_full_size(tmp_path):
-    predictor = Predictor.load(save_random_artifact(tmp_path), max_side=64)
+    predictor = Predictor.load(save_random_artifact(tmp_path), engine="mxnet", max_side=64)
     big = np.zeros((300, 200, 3), np.uint8)
     assert predictor.probabilities(big).shape == (3, 300, 200)
     with pytest.raises(ValueError, match="H×W×3 uint8"):
@@ -88,7 +93,7 @@ def test_predictor_caps_the_network_input_but_answers_at_full_size(tmp_path):
 
 
 def _backbone_file(path, name="resnet18_v1b"):
-    import seg.models.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
+    import seg.engines.mxnet.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
     from gluoncv.model_zoo.resnetv1b import resnet18_v1b
 
     backbone = resnet18_v1b(pretrained=False)
@@ -134,11 +139,21 @@ def test_incompatible_model_for_incremental_training_is_explained():
         check_compatible(_hp(), _hp(crop_size=64), "model/")
 
 
-def test_load_artifact_names_what_is_missing(tmp_path):
+def test_a_model_folder_names_what_is_missing(tmp_path):
     save_random_artifact(tmp_path)
     (tmp_path / "classes.json").write_text(json.dumps([{"index": 0, "name": "a"}]))
     with pytest.raises(ModelError, match="has 1 classes but the model has 3"):
-        load_artifact(tmp_path)
+        read_model(tmp_path)
     (tmp_path / "model.params").unlink()
     with pytest.raises(ModelError, match="holds no model: expected model.params"):
-        load_artifact(tmp_path)
+        read_model(tmp_path)
+
+
+def test_an_mxnet_op_without_an_onnx_translation_is_named():
+    pytest.importorskip("onnx")
+    from seg.errors import ExportError
+    from seg.engines.mxnet.to_onnx import symbol_to_onnx
+
+    symbol = mx.sym.LRN(mx.sym.var("data"), nsize=3)
+    with pytest.raises(ExportError, match="MXNet op LRN .* has no ONNX translation"):
+        symbol_to_onnx(symbol.tojson(), {}, 3, {})

@@ -13,17 +13,16 @@ import sys
 import numpy as np
 import pytest
 
-mx = pytest.importorskip("mxnet")
 pytest.importorskip("onnxruntime")
 
-from seg.errors import ExportError
-from seg.models.artifact import load_artifact
+from seg.engines import ENGINES
+from seg.models.artifact import load_model
 from seg.models.export import onnx_model
-from seg.models.to_onnx import symbol_to_onnx
 from seg.serve.onnx_predictor import OnnxPredictor
 from seg.serve.predictor import Predictor
+from seg.serve.sizing import network_input
 
-pytestmark = pytest.mark.mxnet
+pytestmark = [pytest.mark.usefixtures("seg_engine"), pytest.mark.parametrize("seg_engine", ENGINES, indirect=True)]
 SIZES = [(37, 53, 1024), (64, 48, 1024), (45, 61, 40)]  # height, width, max_side
 
 
@@ -31,23 +30,22 @@ def images():
     return [(np.random.default_rng(h * w).integers(0, 256, (h, w, 3), dtype=np.uint8), side) for h, w, side in SIZES]
 
 
-def scale_classifier(artifact, largest=20.0):
+def scale_classifier(model, engine, largest=20.0):
     """Scale the head's last convolution (the only one with num_classes outputs) so max |logit| is `largest`."""
-    net, classes = artifact.net, artifact.arch.num_classes
-    top = max(float(mx.nd.abs(Predictor(artifact, max_side=side)._logits(rgb)).max().asscalar())
-              for rgb, side in images())
-    for param in net.head.collect_params().values():
-        if param.shape[0] == classes:
-            param.set_data(param.data() * (largest / top))
-    net.hybridize()  # drops the cached graph: the new weights are used
+    classes = model.info.arch.num_classes
+    inference = Predictor(model, engine).inference
+    top = max(float(np.abs(inference.logits(network_input(rgb, side))).max()) for rgb, side in images())
+    for name, array in model.weights.items():
+        if name.startswith("head.") and array.shape[0] == classes:
+            model.weights[name] = array * np.float32(largest / top)
 
 
-def export_and_compare(artifact, path):
-    path.write_bytes(onnx_model(artifact).SerializeToString())
+def export_and_compare(model, path, engine):
+    path.write_bytes(onnx_model(model, engine).SerializeToString())
     for rgb, side in images():
-        mxnet, onnx = Predictor(artifact, max_side=side), OnnxPredictor.load(path, max_side=side)
-        np.testing.assert_array_equal(onnx.predict(rgb), mxnet.predict(rgb))
-        np.testing.assert_allclose(onnx.probabilities(rgb), mxnet.probabilities(rgb), atol=1e-4, rtol=0)
+        reference, onnx = Predictor(model, engine, max_side=side), OnnxPredictor.load(path, max_side=side)
+        np.testing.assert_array_equal(onnx.predict(rgb), reference.predict(rgb))
+        np.testing.assert_allclose(onnx.probabilities(rgb), reference.probabilities(rgb), atol=1e-4, rtol=0)
 
 
 BACKBONES = ["resnet-18", "resnet-34", pytest.param("resnet-50", marks=pytest.mark.slow),
@@ -56,13 +54,13 @@ BACKBONES = ["resnet-18", "resnet-34", pytest.param("resnet-50", marks=pytest.ma
 
 @pytest.mark.parametrize("backbone", BACKBONES)
 @pytest.mark.parametrize("algorithm", ["fcn", "psp", "deeplab"])
-def test_onnx_fp32_masks_equal_mxnet_and_probabilities_agree_to_1e_4(tmp_path, algorithm, backbone):
+def test_onnx_fp32_masks_equal_the_engines_and_probabilities_agree_to_1e_4(tmp_path, algorithm, backbone,
+                                                                          seg_engine):
     from artifacts import save_random_artifact
 
-    artifact = load_artifact(save_random_artifact(tmp_path / "model", backbone=backbone, algorithm=algorithm,
-                                                  crop_size=32))
-    scale_classifier(artifact)
-    export_and_compare(artifact, tmp_path / "model.onnx")
+    model = load_model(save_random_artifact(tmp_path / "model", backbone=backbone, algorithm=algorithm, crop_size=32))
+    scale_classifier(model, seg_engine)
+    export_and_compare(model, tmp_path / "model.onnx", seg_engine)
 
 
 @pytest.mark.slow
@@ -83,9 +81,9 @@ def test_builtin_models_export_through_the_cli_with_their_metadata(tmp_path, alg
     assert onnx.architecture["algorithm"] == algorithm and onnx.architecture["heads"] == "gluoncv"
     assert onnx.signature["preprocessing"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
     assert [d.dim_param for d in _dims(report["onnx"])] == ["N", "", "H", "W"]
-    mxnet = Predictor.load(tarball)
+    reference = Predictor.load(tarball)
     for rgb, side in images()[:2]:
-        np.testing.assert_array_equal(onnx.predict(rgb), mxnet.predict(rgb))
+        np.testing.assert_array_equal(onnx.predict(rgb), reference.predict(rgb))
 
 
 def _dims(path):
@@ -94,25 +92,14 @@ def _dims(path):
     return onnx.load(path, load_external_data=False).graph.input[0].type.tensor_type.shape.dim
 
 
-def test_an_op_without_a_translation_is_named():
-    symbol = mx.sym.LRN(mx.sym.var("data"), nsize=3)
-    with pytest.raises(ExportError, match="MXNet op LRN .* has no ONNX translation"):
-        symbol_to_onnx(symbol.tojson(), {}, 3, {})
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["psp", "deeplab"])
-def test_seg_heads_on_resnet_50_as_older_artifacts_hold_them_export_too(tmp_path, algorithm):
-    from gt2seg.classes import ClassTable
-    from seg.config import parse_hyperparameters
-    from seg.models.artifact import Artifact
-    from seg.models.nets import Architecture, build_network
+def test_seg_heads_on_resnet_50_as_older_artifacts_hold_them_export_too(tmp_path, algorithm, seg_engine):
+    from artifacts import save_random_artifact
+    from seg.models.arch import Architecture
 
-    hp = parse_hyperparameters({"num_classes": 3, "num_training_samples": 1, "backbone": "resnet-50",
-                                "algorithm": algorithm, "crop_size": 32, "use_pretrained_model": False})
     arch = Architecture(algorithm, "resnet-50", 3, stem="v1b", heads="seg", aux=False)
-    net = build_network(hp, arch=arch)
-    net.hybridize()
-    artifact = Artifact(net, hp, ClassTable.default(3).entries(), arch)
-    scale_classifier(artifact)
-    export_and_compare(artifact, tmp_path / "model.onnx")
+    model = load_model(save_random_artifact(tmp_path / "m", backbone="resnet-50", algorithm=algorithm, crop_size=32,
+                                            arch=arch))
+    scale_classifier(model, seg_engine)
+    export_and_compare(model, tmp_path / "model.onnx", seg_engine)

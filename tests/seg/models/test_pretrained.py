@@ -1,10 +1,9 @@
-"""Pretrained weights through GluonCV's own model store, downloaded from a real HTTP server on 127.0.0.1.
+"""Pretrained weights through GluonCV's model store, downloaded from a real HTTP server on 127.0.0.1.
 
-GluonCV pins the SHA-1 of every model in `model_store._model_sha1`, and the real ImageNet files are not
-here. So the tests register the SHA-1 of a file they made under the backbone's name (monkeypatch.setitem on
-that library table; the network is real). The only other hook, get_model_file(tag=...), makes the tag both
-the file name and a prefix-only hash, a path production never takes; with the table entry, seg's lookup
-and GluonCV's download, unzip and SHA-1 check run exactly as in production.
+seg pins the SHA-1 GluonCV pins for each backbone (`seg.models.pretrained.GLUON_SHA1`), and the real ImageNet
+files are not here. So the tests register the SHA-1 of a file they made under the backbone's name
+(monkeypatch.setitem on that table; the network is real): the lookup, download, unzip and SHA-1 check run
+exactly as in production.
 """
 import hashlib
 import http.server
@@ -18,14 +17,13 @@ from types import SimpleNamespace
 import mxnet as mx
 import numpy as np
 import pytest
-import seg.models.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
-from gluoncv.model_zoo import model_store
+import seg.engines.mxnet.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
 from gluoncv.model_zoo.resnetv1b import resnet18_v1b
 
 from seg.config import parse_hyperparameters
 from seg.errors import PretrainedWeightsError
-from seg.models.nets import build_network
-from seg.models.pretrained import resolve_pretrained
+from seg.engines.mxnet.nets import build_network
+from seg.models.pretrained import GLUON_SHA1, resolve_pretrained
 
 NAME = "resnet18_v1b"  # GluonCV's name for backbone resnet-18
 
@@ -65,7 +63,7 @@ def repo(tmp_path, monkeypatch):
 def _publish(repo, monkeypatch, pinned: bytes, served: bytes) -> str:
     """Pin SHA-1(pinned) for NAME in GluonCV's table and serve `served` as its zip; the stem GluonCV asks for."""
     sha1 = hashlib.sha1(pinned).hexdigest()
-    monkeypatch.setitem(model_store._model_sha1, NAME, sha1)
+    monkeypatch.setitem(GLUON_SHA1, NAME, sha1)
     stem = f"{NAME}-{sha1[:8]}"
     with zipfile.ZipFile(repo.root / "gluon" / "models" / f"{stem}.zip", "w") as zf:
         zf.writestr(f"{stem}.params", served)
@@ -91,7 +89,7 @@ def test_missing_weights_are_downloaded_over_http_verified_cached_and_loaded(tmp
     assert Path(path).read_bytes() == weights
     assert repo.asked == [f"/gluon/models/{stem}.zip"]
     out, err = capfd.readouterr()
-    assert re.search(r"\d+%\|.*KB", err) and f"{stem}.zip" in err and "Downloading" not in out  # tqdm on stderr
+    assert re.search(r"100%\|.*B/s", err) and f"{stem}.zip" in err and "Downloading" not in out  # tqdm on stderr
     net = build_network(hp, pretrained_path=path)
     expected = mx.nd.load(str(tmp_path / "made.params"))["conv1.weight"].asnumpy()
     assert np.array_equal(net.conv1.weight.data().asnumpy(), expected)
@@ -118,9 +116,9 @@ def test_an_unreachable_repo_fails_saying_where_it_looked(tmp_path, monkeypatch)
     message = str(info.value)
     assert "\n" not in message
     for place in (f"{tmp_path / 'store'}/{NAME}.params", f"{tmp_path / 'store'}/{NAME}-*.params",
-                  f"http://127.0.0.1:{closed}/gluon/models/{NAME}-{model_store.short_hash(NAME)}.zip"):
+                  f"http://127.0.0.1:{closed}/gluon/models/{NAME}-{GLUON_SHA1[NAME][:8]}.zip"):
         assert place in message
-    assert "ConnectionError" in message and "use_pretrained_model=False" in message
+    assert "Connection refused" in message and "use_pretrained_model=False" in message
 
 
 def test_seg_offline_never_downloads(tmp_path, repo, monkeypatch):

@@ -44,7 +44,7 @@ def test_served_masks_of_a_builtin_model_equal_gluoncvs_demo_on_every_pixel(tmp_
 
 
 def test_gluoncv_loads_a_seg_models_model_algo_1_strictly_and_its_demo_equals_seg_serve(tmp_path):
-    import seg.models.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
+    import seg.engines.mxnet.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
     from gluoncv.model_zoo import DeepLabV3
 
     from artifacts import save_random_artifact

@@ -31,18 +31,18 @@ def builtin_tarball(module_tmp):
 
 
 def test_auxiliary_loss_is_gluoncvs_mix_softmax_cross_entropy():
-    import seg.models.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
+    import seg.engines.mxnet.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
     from gluoncv.loss import MixSoftmaxCrossEntropyLoss
     import numpy as np
 
-    from seg.train.loop import seg_loss
+    from seg.engines.mxnet.engine import loss as seg_loss
 
     rng = np.random.default_rng(0)
     main, aux = (mx.nd.array(rng.normal(size=(2, 3, 8, 8))) for _ in range(2))
     label = mx.nd.array(rng.integers(0, 3, (2, 8, 8)))
     expected = MixSoftmaxCrossEntropyLoss(aux=True, aux_weight=0.5)(main, aux, label).mean().asscalar()
-    assert np.isclose(seg_loss(mx.nd, (main, aux), label, 0.5).asscalar(), expected, rtol=1e-5)
-    assert seg_loss(mx.nd, (main, aux), label, 0.5).asscalar() > seg_loss(mx.nd, main, label).asscalar()
+    assert np.isclose(seg_loss((main, aux), label, 0.5).asscalar(), expected, rtol=1e-5)
+    assert seg_loss((main, aux), label, 0.5).asscalar() > seg_loss(main, label).asscalar()
 
 
 def _inputs(layout, model):

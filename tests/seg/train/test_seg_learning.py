@@ -12,8 +12,8 @@ mx = pytest.importorskip("mxnet")
 
 from seg.config import parse_hyperparameters
 from seg.data.transforms import normalize
-from seg.models.nets import build_network
-from seg.train.loop import seg_loss
+from seg.engines.mxnet.nets import build_network
+from seg.engines.mxnet.engine import loss as seg_loss
 from synthdata import make_pair, write_layout  # noqa: E402
 
 pytestmark = [pytest.mark.mxnet, pytest.mark.slow]
@@ -64,7 +64,7 @@ def test_resnet50_network_overfits_one_batch(algorithm):
     losses = []
     for _ in range(40):
         with mx.autograd.record():
-            loss = seg_loss(mx.nd, net(data), label)
+            loss = seg_loss(net(data), label)
         loss.backward()
         trainer.step(1)
         losses.append(float(loss.asscalar()))

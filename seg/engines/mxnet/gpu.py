@@ -24,9 +24,9 @@ def unsupported_gpus(capabilities: Mapping[int, int], environ: Mapping[str, str]
         return None
     return (f"MXNet 1.9.1 cannot run on this GPU: {', '.join(bad)}, but its CUDA wheels only carry kernels for "
             "compute capability 5.0 to 8.x (e.g. V100, T4, A10G, A100, L4, RTX 30xx/40xx: SageMaker ml.p3, "
-            "ml.g4dn, ml.g5, ml.p4d, ml.g6). Use such a GPU or the CPU (pip install 'gt2seg[cpu]'); to serve on "
-            "this GPU, export to ONNX (seg export MODEL OUT --format onnx) and serve it with ONNX Runtime "
-            "(seg serve OUT --runtime onnx --device gpu, with onnxruntime-gpu installed); "
+            "ml.g4dn, ml.g5, ml.p4d, ml.g6). On this GPU use the torch engine (--engine torch, the default; "
+            "the torch extra), or export to ONNX (seg export MODEL OUT --format onnx) and serve it with ONNX "
+            "Runtime (seg serve OUT --runtime onnx --device gpu, with onnxruntime-gpu installed); "
             f"set {SKIP}=1 if your MXNet was built for this GPU")
 
 

@@ -23,10 +23,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from seg.errors import ExportError
+from seg.serve.onnx_predictor import INPUT, OUTPUT
 
 OPSET = 13  # Resize with `sizes`, ReduceMean with an `axes` attribute; ONNX Runtime's QDQ quantization needs ≥ 10
 IR_VERSION = 8  # what opset 13 needs; older ONNX Runtime releases refuse newer IR versions
-INPUT, OUTPUT = "data", "logits"
 
 
 def _tuple(text: str) -> List[int]:

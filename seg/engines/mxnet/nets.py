@@ -12,7 +12,7 @@ import warnings
 from typing import Optional
 
 import mxnet as mx
-import seg.models.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
+import seg.engines.mxnet.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
 from gluoncv.model_zoo.deeplabv3 import _DeepLabHead
 from gluoncv.model_zoo.fcn import _FCNHead
 from gluoncv.model_zoo.pspnet import _PSPHead

@@ -1,0 +1,1 @@
+"""The PyTorch engine: GluonCV's networks rebuilt module for module, on any current Python and GPU."""
