@@ -1,43 +1,66 @@
-# gt2seg + seg. `make demo` and `make test` bootstrap .venv from nothing.
+# gt2seg + seg. `make demo` and `make test` set up everything they need on a bare Linux machine.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-PYTHON ?= python3
-VENV   := .venv
+#: PYTHON          interpreter .venv is built with [python3, else the newest python3.13..3.9 (pyenv too) that fits]
+#: VENV            virtualenv the targets use; given, it is used as it is, never installed into [.venv]
+#: EXTRAS          extras installed into .venv [demo: torch; test, bench: torch,test, plus cpu where Python <= 3.11]
+#: TORCH_SPEC      pip requirement installed before the extras, e.g. torch==2.13.0 (a CPU build on disk) []
+#: PYTEST_ARGS     more pytest arguments for test, test-fast, test-serve-onnx, e.g. '-k serve -x' []
+#: BENCH_ARGS      more arguments for a bench-* script, e.g. '--sizes 1000,3000' []
+#: DURATION        seconds per row of bench-hostile [60]
+#: PY_SERVE        Python of test-serve-onnx [the newest pyenv CPython >= 3.12]
+#: PY_DEMO         Python of test-demo-py312plus [the newest pyenv CPython >= 3.12]
+#: DEMO_OUT        work folder of make demo [demo-out]
+PYTHON ?=
+VENV   ?= .venv
 PY     := $(VENV)/bin/python
-EXTRAS ?= cpu,test
+EXTRAS ?=
+TORCH_SPEC ?=
 # Bit-identical MXNet runs need one thread; speed wants all cores.
 NPROC  := $(shell nproc 2>/dev/null || echo 2)
+# A VENV given on the command line or in the environment is the caller's: checked, never installed into.
+VENV_GIVEN := $(filter command line environment,$(origin VENV))
+comma := ,
+# $(call ensure-venv,required extras,optional extras): build or complete VENV (.ci/venv says how).
+ensure-venv = @PYTHON='$(PYTHON)' TORCH_SPEC='$(TORCH_SPEC)' VENV_CHECK_ONLY=$(if $(VENV_GIVEN),1,0) \
+              bash .ci/venv '$(VENV)' '$(or $(EXTRAS),$(1))' '$(if $(EXTRAS),,$(2))'
 
-.PHONY: help venv system-deps test test-fast test-serve-onnx bench bench-convert bench-train bench-pipe bench-serve bench-onnx-serve bench-reliability bench-hostile bench-builtin-serve bench-report bench-import clean
+.PHONY: help venv venv-demo venv-test system-deps test test-fast test-serve-onnx test-demo-py312plus bench bench-convert bench-train bench-pipe bench-serve bench-onnx-serve bench-reliability bench-hostile bench-builtin-serve bench-report bench-import clean
 
 help: ## list targets and variables
 	@echo "targets:"
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | \
+	    awk -F'\t' '{n[NR] = $$1; d[NR] = $$2; if (length($$1) > w) w = length($$1)} \
+	         END {for (i = 1; i <= NR; i++) printf "  %-*s  %s\n", w, n[i], d[i]}'
 	@echo "variables (make pipeline VAR=value ...) [default]:"
 	@grep -h '^#: ' $(MAKEFILE_LIST) | cut -c4- | sed 's/^/  /'
 
-$(VENV)/.installed: setup.cfg pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
-	touch $@
+venv: ## build .venv (or add EXTRAS to it) with what demo and test need
+	$(call ensure-venv,torch$(comma)test,cpu)
 
-venv: $(VENV)/.installed ## create .venv with the cpu and test extras
+venv-demo:
+	$(call ensure-venv,torch,)
 
-system-deps: ## Debian/Ubuntu, as root: nginx, chromium, chromium-driver (what the tests need beyond .venv)
+venv-test:
+	$(call ensure-venv,torch$(comma)test,cpu)
+
+system-deps: ## as root on Debian/Ubuntu: nginx, chromium, chromium-driver, python3-venv, OpenCV/MXNet libraries
 	bash .ci/system-deps
 
-test: venv ## run the whole test suite
+test: venv-test ## run the whole test suite (installs missing system packages as root, else names them)
+	@bash .ci/system-deps --or-tell
 	OMP_NUM_THREADS=$(NPROC) $(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
-test-fast: venv ## tests that do not train
+test-fast: venv-test ## tests that do not train
 	$(PY) -m pytest -q -ra -m "not slow" $(PYTEST_ARGS)
 
-# The `serve` extra alone (no MXNet) on a Python MXNet has no wheels for: the newest pyenv CPython found.
-PY_SERVE ?= $(lastword $(sort $(wildcard $(shell pyenv root 2>/dev/null || echo /root/.pyenv)/versions/3.1[2-9]*/bin/python3.1[2-9])))
+# The newest pyenv CPython >= 3.12: a Python MXNet 1.9.1 has no wheels for.
+PY_NEWEST := $(lastword $(sort $(wildcard $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)/versions/3.1[2-9]*/bin/python3.1[2-9])))
+# The `serve` extra alone (no MXNet) on a Python MXNet has no wheels for.
+PY_SERVE ?= $(PY_NEWEST)
 SERVE_VENV := build/venv-serve
 
-test-serve-onnx: ## the ONNX server's tests in a fresh venv with only `.[serve]` + test tools, on PY_SERVE [newest 3.12+]
+test-serve-onnx: ## the ONNX server's tests in a fresh venv with only `.[serve]` + test tools, on PY_SERVE
 	@test -x '$(PY_SERVE)' || { echo "make: test-serve-onnx needs PY_SERVE=/path/to/python3.12 or newer" >&2; exit 1; }
 	rm -rf $(SERVE_VENV) && '$(PY_SERVE)' -m venv $(SERVE_VENV)
 	$(SERVE_VENV)/bin/python -m pip install -q --upgrade pip
@@ -46,12 +69,27 @@ test-serve-onnx: ## the ONNX server's tests in a fresh venv with only `.[serve]`
 	cd tests && SEG_TESTS_WITHOUT_MXNET=1 ../$(SERVE_VENV)/bin/python -m pytest -q -ra -m serve_onnx -p no:cacheprovider \
 	    --rootdir .. -c ../setup.cfg seg/serve/test_serve_onnx_http.py test_import_boundaries.py $(PYTEST_ARGS)
 
-bench: bench-convert bench-import bench-pipe bench-serve bench-onnx-serve bench-hostile bench-builtin-serve bench-train bench-report bench-reliability ## every benchmark (figures go in README)
+# `make demo` on a Python MXNet has no wheels for, with the `torch` extra alone: a fresh venv, then the demo with it.
+PY_DEMO ?= $(PY_NEWEST)
+DEMO_VENV := build/venv-demo
+
+test-demo-py312plus: ## make demo on PY_DEMO in a fresh venv with only `.[torch]` (no MXNet), into build/demo-py312plus
+	@test -x '$(PY_DEMO)' || { echo "make: test-demo-py312plus needs PY_DEMO=/path/to/python3.12 or newer" >&2; exit 1; }
+	rm -rf $(DEMO_VENV) build/demo-py312plus && '$(PY_DEMO)' -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install -q --upgrade pip
+	$(if $(TORCH_SPEC),$(DEMO_VENV)/bin/python -m pip install -q $(TORCH_SPEC))
+	$(DEMO_VENV)/bin/python -m pip install -q -e ".[torch]"
+	! $(DEMO_VENV)/bin/python -c 'import mxnet' 2>/dev/null
+	$(MAKE) --no-print-directory demo VENV=$(DEMO_VENV) DEMO_OUT=build/demo-py312plus
+	! $(DEMO_VENV)/bin/python -c 'import mxnet' 2>/dev/null
+	test -s build/demo-py312plus/metrics.json && ls build/demo-py312plus/invoke/*_overlay.png
+
+bench: bench-convert bench-import bench-pipe bench-serve bench-onnx-serve bench-hostile bench-builtin-serve bench-train bench-report bench-reliability ## every benchmark (the figures of docs/performance.md)
 
 # pyspng (the fast bound) and Datumaro are measured against, never installed in .venv.
 BENCH_VENV := .venv-bench
-$(BENCH_VENV)/.installed:
-	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+$(BENCH_VENV)/.installed: | venv
+	test -x $(BENCH_VENV)/bin/python || $(PY) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q pyspng datumaro
 	touch $@
 
@@ -139,7 +177,7 @@ remember = @mkdir -p $(STAMPS); echo '$(2)' | cmp -s - $(1) || echo '$(2)' > $(1
 
 .PHONY: convert upload train evaluate predict serve invoke pipeline report demo FORCE
 
-$(STAMPS)/output.manifest: FORCE | $(VENV)/.installed
+$(STAMPS)/output.manifest: FORCE | venv-demo
 	@mkdir -p $(STAMPS)
 	@$(SEG) job-manifest '$(JOB)' $@ $(call fail,convert,Set JOB to the labeling job's output prefix or manifest.)
 $(STAMPS)/convert.args: FORCE
@@ -179,16 +217,25 @@ $(STAMPS)/predict: $(STAMPS)/train
 	@touch $@
 predict: $(STAMPS)/predict ## masks + overlays of the validation images -> OUT/predictions
 
-serve: $(STAMPS)/train ## serve MODEL on PORT until Ctrl-C (GET /ping, POST /invocations)
-	$(SEG) serve $(MODEL) --host 127.0.0.1 --port $(PORT)
+# The pipeline serves on 127.0.0.1 only: where nginx is missing it serves without it, saying so (`seg serve` and
+# the container keep nginx in front, against slow clients: docs/serving.md).
+pick_proxy = proxy=--proxy; $(PY) -c 'from seg.serve.proxy import find_nginx; find_nginx()' 2>/dev/null || { \
+    proxy=--no-proxy; echo "make: nginx is not installed: serving on 127.0.0.1 without it (seg serve --no-proxy;" \
+    "apt-get install nginx puts it in front, as seg serve does in production)" >&2; }
+
+serve: $(STAMPS)/train ## serve MODEL on 127.0.0.1:PORT until Ctrl-C (GET /ping, POST /invocations)
+	@$(pick_proxy); echo "$(SEG) serve $(MODEL) --host 127.0.0.1 --port $(PORT) $$proxy"; \
+	    exec $(SEG) serve $(MODEL) --host 127.0.0.1 --port $(PORT) $$proxy
 
 invoke: $(STAMPS)/train ## serve MODEL in the background, send IMAGE over HTTP, write mask + overlay, stop
 	@mkdir -p $(OUT)/invoke
 	@image='$(IMAGE)'; image=$${image:-$$(ls $(DATA)/validation/*.jpg | head -n 1)}; \
-	$(SEG) serve $(MODEL) --host 127.0.0.1 --port $(PORT) 2> $(OUT)/serve.log & server=$$!; \
+	$(pick_proxy); \
+	$(SEG) serve $(MODEL) --host 127.0.0.1 --port $(PORT) $$proxy 2> $(OUT)/serve.log & server=$$!; \
 	trap 'kill $$server 2>/dev/null; wait $$server 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
-	$(SEG) invoke http://127.0.0.1:$(PORT) "$$image" --out $(OUT)/invoke --wait 120 > $(OUT)/invoke.json.tmp \
-	    $(call fail,invoke,See $(OUT)/serve.log; is PORT $(PORT) free?) ; \
+	$(SEG) invoke http://127.0.0.1:$(PORT) "$$image" --out $(OUT)/invoke --wait 120 \
+	    --server-pid $$server --server-log $(OUT)/serve.log > $(OUT)/invoke.json.tmp \
+	    $(call fail,invoke,The server's log is $(OUT)/serve.log.) ; \
 	kill -0 $$server || { echo "make: stage 'invoke': the server exited; see $(OUT)/serve.log" >&2; exit 1; }; \
 	mv $(OUT)/invoke.json.tmp $(OUT)/invoke.json; echo "served mask written to $(OUT)/invoke"
 
@@ -205,8 +252,9 @@ report: ## where the pictures are, and the metrics
 	[print("  IoU %-12s %s" % (k, "n/a" if v is None else "%.3f" % v)) for k, v in m["per_class_iou"].items()]' \
 	    $(OUT)/metrics.json
 
-demo: venv ## the whole pipeline on the bundled fixture job, local disk only (a few minutes)
-	@$(MAKE) --no-print-directory pipeline OUT=demo-out JOB=$(FIXTURE_JOB_DIR) S3_PREFIX= MODE=File \
+DEMO_OUT ?= demo-out
+demo: venv-demo ## the whole pipeline on the bundled fixture job, local disk only, into DEMO_OUT [demo-out]
+	@$(MAKE) --no-print-directory pipeline OUT=$(DEMO_OUT) JOB=$(FIXTURE_JOB_DIR) S3_PREFIX= MODE=File \
 	    HP=fixtures/demo-hyperparameters.json
 
 FORCE:

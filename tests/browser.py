@@ -1,6 +1,6 @@
 """Open a report page in headless Chromium and read back what a person would see.
 
-Debian's chromium and chromedriver (installed by .ci/run) are driven by Selenium with both paths given,
+Debian's chromium and chromedriver (installed by `make test` as root, or .ci/system-deps) are driven by Selenium with both paths given,
 so Selenium Manager never runs and nothing downloads a browser. Screenshots are test artefacts in
 build/test-artefacts/ (ignored by git), for a person to look at.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_skips import skip_off_ci
+from ci_skips import require_program
 from repo import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -36,9 +36,8 @@ class Seen:
 @pytest.fixture(scope="session")
 def browser():
     """One headless Chromium for the session; skips visibly off CI when Debian's chromium is absent."""
-    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
-        skip_off_ci("Debian's chromium and chromium-driver are not installed (apt-get install chromium "
-                    "chromium-driver)", ".ci/run installs them")
+    require_program(CHROMIUM.is_file() and CHROMEDRIVER.is_file(),
+                    f"Debian's chromium ({CHROMIUM}) or chromedriver ({CHROMEDRIVER})", "chromium chromium-driver")
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service

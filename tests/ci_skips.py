@@ -19,3 +19,23 @@ def require(module: str, ci_fix: str = "the extras CI installs provide it"):
         return importlib.import_module(module)
     except ImportError:
         skip_off_ci(f"{module} is not installed", ci_fix)
+
+
+SYSTEM_INSTALL = "make test installs it as root on Debian/Ubuntu; or sudo make system-deps"
+
+
+def require_program(found: bool, what: str, package: str) -> None:
+    """A system program beyond .venv: skip_off_ci unless `found`; `package` names its Debian package(s)."""
+    if not found:
+        skip_off_ci(f"{what} is not installed (apt-get install {package}; {SYSTEM_INSTALL})", ".ci/run installs it")
+
+
+def require_nginx() -> None:
+    """`seg serve` puts nginx in front of gunicorn; find it as seg serve does (PATH, /usr/sbin, $SEG_NGINX)."""
+    from seg.errors import ServeConfigError
+    from seg.serve.proxy import find_nginx
+
+    try:
+        find_nginx()
+    except ServeConfigError:
+        require_program(False, "nginx", "nginx")

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,13 @@ from repo import ROOT
 FIXTURE_BUCKET = ROOT / "fixtures" / "bucket"
 TINY_HP = ROOT / "fixtures" / "tiny-hyperparameters.json"
 ATTRS = "city-blocks-adjusted-ref city-blocks-ref"
+VENV = f"VENV={Path(sys.executable).parent.parent}"  # the venv running the tests: make checks it, never installs
 CLASSES = ["BACKGROUND", "building", "road", "tree"]
 
 
 def make(*targets, env=None, **variables):
-    args = ["make", "--no-print-directory", "-C", str(ROOT), *targets, *(f"{k}={v}" for k, v in variables.items())]
+    args = ["make", "--no-print-directory", "-C", str(ROOT), *targets, VENV,
+            *(f"{k}={v}" for k, v in variables.items())]
     return subprocess.run(args, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1",
                                                                      **(env or {})})
 
@@ -127,7 +130,7 @@ def test_missing_bucket_is_named(tmp_path, s3_server):
 
 def test_missing_credentials_say_how_to_set_them(tmp_path, s3_bucket):
     env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    result = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "convert",
+    result = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "convert", VENV,
                              f"JOB=s3://{s3_bucket}/job", f"OUT={tmp_path / 'out'}"], capture_output=True,
                             text=True, env=env)
     assert result.returncode != 0

@@ -45,6 +45,7 @@ class DatasetReport:
     pixels: dict  # split -> pixels per class index
     images: dict  # split -> images per class index
     missing_from: dict  # split -> class names present on the other side only
+    totals: dict = field(default_factory=dict)  # "pixels"/"images" -> per class index: report.json's figures
     picks: list = field(default_factory=list)
     flagged: dict | None = None  # flag -> every item name that carries it; None without a conversion cache
     skipped: list = field(default_factory=list)  # report.json's skipped lines, plus "source" where known
@@ -171,6 +172,24 @@ def _skipped_sources(report: dict, ref_roots) -> dict[int, str]:
     return {k: v for k, v in out.items() if v}
 
 
+def _totals(converted: dict, classes: list, pixels: dict, images: dict, problems: list) -> dict:
+    """Each class's pixels and images over both splits: report.json's figures (pixels_per_class,
+    images_per_class) where it has them, else the sums of the splits; a disagreement is a problem."""
+    out = {}
+    for what, counted in (("pixels", pixels), ("images", images)):
+        summed = [int(sum(counted[s][c["index"]] for s in layout.SIDES)) for c in classes]
+        recorded = converted.get(f"{what}_per_class")
+        if not isinstance(recorded, dict):
+            out[what] = summed
+            continue
+        out[what] = [recorded.get(c["name"]) for c in classes]
+        differ = [c["name"] for c, r, n in zip(classes, out[what], summed) if r is not None and r != n]
+        if differ:
+            problems.append(f"report.json's {what}_per_class differs from the layout's masks for "
+                            f"{', '.join(differ)}: the layout changed after the conversion")
+    return out
+
+
 def build_dataset_report(layout_dir, per_class: int = 2, ref_roots=(), progress: bool = False) -> DatasetReport:
     """Class balance, gallery picks, flags, skipped lines and warnings of a layout folder (data only)."""
     from tqdm import tqdm
@@ -207,10 +226,11 @@ def build_dataset_report(layout_dir, per_class: int = 2, ref_roots=(), progress:
     missing = {s: [c["name"] for c in classes[1:] if not images[s][c["index"]] and images[o][c["index"]]]
                for s, o in zip(layout.SIDES, reversed(layout.SIDES))}
     sources = _skipped_sources(converted, ref_roots)
+    totals = _totals(converted, classes, pixels, images, problems)
     return DatasetReport(
         layout=str(root.resolve()), classes=classes, items={s: len(pairs[s]) for s in layout.SIDES},
         pixels={s: v.tolist() for s, v in pixels.items()}, images={s: v.tolist() for s, v in images.items()},
-        missing_from=missing, picks=_picks(items, classes, per_class),
+        missing_from=missing, totals=totals, picks=_picks(items, classes, per_class),
         flagged={f: [it.name for it in items if f in (it.flags or ())] for f in FLAGS}
         if any(it.flags is not None for it in items) else None,
         skipped=[dict(s, source=sources.get(s.get("line"))) for s in converted.get("skipped", [])],

@@ -5,6 +5,7 @@ files, and shows inline in a notebook (`_repr_svg_`). Numbers appear as text, so
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from html import escape
 
@@ -143,6 +144,22 @@ class Histogram:
     _repr_svg_ = svg
 
 
+def ticks(low: float, high: float, most: int = 10, integer: bool = False) -> list:
+    """At most `most` round tick positions (steps of 1, 2, 2.5 or 5 times a power of ten; whole steps when
+    `integer`) between low and high, so labels never crowd whatever the range: 100 epochs get 10, 20, ... 100."""
+    if high <= low:
+        return [low]
+    scale = 10.0 ** math.floor(math.log10((high - low) / most))
+    for step in (k * scale for k in (1, 2, 2.5, 5, 10, 20, 25, 50)):
+        if integer and step != int(step):
+            continue
+        first, last = math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9)
+        if last - first + 1 <= most:
+            break
+    values = [round(k * step, 10) for k in range(first, last + 1)]
+    return [int(v) for v in values] if integer else values
+
+
 @dataclass(frozen=True)
 class LineChart:
     """Series over a shared x axis (e.g. loss and mIOU per epoch); `marks` label single x positions."""
@@ -172,8 +189,10 @@ class LineChart:
                  f'<text x="{left - 4}" y="{top + 4}" text-anchor="end">{high:.3g}</text>',
                  f'<text x="{left - 4}" y="{top + height}" text-anchor="end">{low:.3g}</text>',
                  f'<text x="{left + width / 2}" y="{top + height + 28}">{escape(self.x_label)}</text>']
-        for x in self.x:
-            body.append(f'<text x="{px(x):.1f}" y="{top + height + 13}" text-anchor="middle">{x}</text>')
+        whole = all(isinstance(x, int) for x in self.x)
+        for x in ticks(x0, x1, integer=whole) if self.x else ():
+            body.append(f'<text class="tick" x="{px(x):.1f}" y="{top + height + 13}" text-anchor="middle">{x:g}'
+                        '</text>')
         for x, label in self.marks.items():
             anchor, dx = ("end", -3) if px(x) > left + width / 2 else ("start", 3)
             body.append(f'<line x1="{px(x):.1f}" y1="{top}" x2="{px(x):.1f}" y2="{top + height}" stroke="#c44e52" '

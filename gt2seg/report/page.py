@@ -22,7 +22,8 @@ table{border-collapse:collapse;font-size:13px;margin:6px 0}td,th{border:1px soli
 td:first-child,th:first-child{text-align:left}tr.missing td{background:#fde2e1}
 .swatch{display:inline-block;width:12px;height:12px;border:1px solid #555;vertical-align:middle;margin-right:5px}
 .figs{display:flex;flex-wrap:wrap;gap:18px}.cards{display:flex;flex-wrap:wrap;gap:10px}
-.card{border:1px solid #ddd;padding:4px;font-size:12px;max-width:520px}.card img{display:block}
+.card{border:1px solid #ddd;padding:4px;font-size:12px;min-width:160px;max-width:100%;box-sizing:border-box}
+.card img{display:block;max-width:100%;height:auto}.card .cap{width:0;min-width:100%}
 .warn{background:#fff4d6;padding:4px 8px;margin:3px 0;font-size:13px}.problem{background:#fde2e1}
 .muted{color:#777;font-size:12px}
 """
@@ -65,8 +66,9 @@ def cards(items: list[Card]) -> str:
     out = []
     for c in items:
         picture = f'<img src="{escape(c.image)}" alt="{escape(c.caption)}">' if c.image else ""
-        note = f'<div class="muted">{escape(c.note)}</div>' if c.note else ""
-        out.append(f'<div class="card">{picture}<div>{escape(c.caption)}</div>{note}</div>')
+        note = f'<div class="muted cap">{escape(c.note)}</div>' if c.note else ""
+        # captions take the picture's width (.cap), so a card is as wide as its panel, never wider than the page
+        out.append(f'<div class="card">{picture}<div class="cap">{escape(c.caption)}</div>{note}</div>')
     return '<div class="cards">' + "".join(out) + "</div>" if out else '<p class="muted">none</p>'
 
 

@@ -53,15 +53,17 @@ def _classes_table(report: DatasetReport) -> str:
     for c in report.classes:
         i, name = c["index"], c["name"]
         cells = [page.swatch(c["color"]) + escape(f"{i} {name}")]
-        cells += [page.num(report.pixels[s][i], f"pixels/{s}/{name}") for s in layout.SIDES]
-        cells += [page.num(report.images[s][i], f"images/{s}/{name}") for s in layout.SIDES]
+        for what, per_split in (("pixels", report.pixels), ("images", report.images)):
+            total = report.totals.get(what)
+            cells.append(page.num(total[i] if total else None, f"{what}/total/{name}"))
+            cells += [page.num(per_split[s][i], f"{what}/{s}/{name}") for s in layout.SIDES]
         total = sum(report.images[s][i] for s in layout.SIDES)
         cells.append("n/a" if not total else f"{report.images[layout.SIDES[1]][i] / total:.0%}")
         missing = [s for s in layout.SIDES if name in report.missing_from[s]]
         cells.append(escape(", ".join(f"absent from {s}" for s in missing)))
         rows.append(cells)
         marks.append("missing" if missing else "")
-    headers = ["class"] + [f"pixels {s}" for s in layout.SIDES] + [f"images {s}" for s in layout.SIDES] + \
+    headers = ["class"] + [f"{what} {s}" for what in ("pixels", "images") for s in ("total", *layout.SIDES)] + \
         ["validation share of images", "balance"]
     return page.table(headers, rows, marks)
 

@@ -9,6 +9,7 @@ import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -35,23 +36,57 @@ class InvokeResult:
                 "class_pixels": {str(k): v for k, v in self.class_pixels.items()}, "seconds": self.seconds}
 
 
-def wait_ready(url: str, timeout: float) -> None:
-    """Poll GET /ping until it answers 200 (the model is loaded) or `timeout` seconds pass."""
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie, exited but not yet reaped by its parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def last_error_line(log_path) -> Optional[str]:
+    """The line of a server's log that says why it stopped: the last `Error: ...` line (seg's one-line
+    errors), else the last line naming an error, else the last line; None for a missing or empty log."""
+    try:
+        lines = [line.strip() for line in Path(log_path).read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return None
+    for wanted in (lambda line: line.startswith("Error:"), lambda line: "error" in line.lower()):
+        found = [line for line in lines if wanted(line)]
+        if found:
+            return found[-1]
+    return lines[-1] if lines else None
+
+
+def wait_ready(url: str, timeout: float, server_pid: Optional[int] = None, server_log=None) -> None:
+    """Poll GET /ping until it answers 200 (the model is loaded) or `timeout` seconds pass.
+
+    With `server_pid` (the `seg serve` that will answer) the wait stops the moment that process exits, with
+    the last error line of `server_log` when given, instead of polling a dead port until the timeout.
+    """
     import requests
 
+    ping = f"{url.rstrip('/')}/ping"
     deadline = time.monotonic() + timeout
     last = "no answer"
     while True:
+        if server_pid is not None and not process_alive(server_pid):
+            why = last_error_line(server_log) if server_log else None
+            why = why[len("Error:"):].strip() if why and why.startswith("Error:") else why
+            raise InvokeError(f"the server (pid {server_pid}) exited before {ping} answered 200: "
+                              + (why if why else f"see its log{f' {server_log}' if server_log else ''}"))
         try:
-            response = requests.get(f"{url.rstrip('/')}/ping", timeout=2)
+            response = requests.get(ping, timeout=2)
             if response.status_code == 200:
                 return
             last = f"HTTP {response.status_code}"
         except requests.RequestException as exc:
             last = type(exc).__name__
         if time.monotonic() > deadline:
-            raise InvokeError(f"{url}/ping did not answer 200 within {timeout:g} s (last: {last}); is `seg serve` "
-                              "running on that port? Its log says why it is not ready")
+            where = f"; its log: {server_log}" if server_log else "; its log says why it is not ready"
+            raise InvokeError(f"{ping} did not answer 200 within {timeout:g} s (last: {last}); is `seg serve` "
+                              f"running on that port?{where}")
         time.sleep(0.2)
 
 

@@ -58,11 +58,29 @@ def test_fixture_page_shows_the_numbers_of_report_json_and_every_image_loads(tmp
         for what, totals in (("pixels", converted["pixels_per_class"]), ("images", converted["images_per_class"])):
             shown = sum(int(seen.numbers[f"{what}/{s}/{c['name']}"].replace(",", "")) for s in ("train", "validation"))
             assert shown == totals[c["name"]]
+            assert int(seen.numbers[f"{what}/total/{c['name']}"].replace(",", "")) == totals[c["name"]]
     assert {s: int(seen.numbers[f"items/{s}"]) for s in converted["splits"]} == converted["splits"]
     assert [int(seen.numbers[f"skipped/{i}/line"]) for i in range(len(converted["skipped"]))] == \
         [s["line"] for s in converted["skipped"]]
     for warning in converted["warnings"]:
         assert warning in seen.text
+
+
+def test_totals_are_report_json_figures_and_a_layout_that_disagrees_is_a_problem(tmp_path):
+    out = tmp_path / "data"
+    convert(str(FIXTURE), str(out), ConvertOptions(label_attributes=("city-blocks-adjusted-ref", "city-blocks-ref"),
+                                                  ref_roots=(("s3://gt2seg-fixtures/", f"{ROOT / 'fixtures/bucket'}/"),)))
+    converted = json.loads((out / "report.json").read_text())
+    report = build_dataset_report(out)
+    names = [c["name"] for c in report.classes]
+    for what in ("pixels", "images"):
+        assert dict(zip(names, report.totals[what])) == converted[f"{what}_per_class"]
+    assert report.problems == []
+    converted["pixels_per_class"]["road"] += 7  # a report.json that no longer describes the layout beside it
+    (out / "report.json").write_text(json.dumps(converted))
+    changed = build_dataset_report(out)
+    assert dict(zip(names, changed.totals["pixels"]))["road"] == converted["pixels_per_class"]["road"]
+    assert [p for p in changed.problems if "pixels_per_class differs" in p and "road" in p], changed.problems
 
 
 def test_gallery_shows_rare_common_empty_full_resized_expanded_and_rotated_items(odd_job, tmp_path):

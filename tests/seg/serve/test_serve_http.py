@@ -20,6 +20,7 @@ import pytest
 import requests
 from PIL import Image
 
+from ci_skips import require_nginx
 from test_serve_protocol import png_header_only
 from test_serve_records import decode_features
 
@@ -53,6 +54,8 @@ class Server:
     """`seg serve` in its own session; stderr is collected by a thread so the pipe never fills."""
 
     def __init__(self, model_dir, workers, extra_args=(), env=None):
+        if "--no-proxy" not in extra_args:
+            require_nginx()
         self.port, self.workers = free_port(), workers
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-c", "import sys; from seg.cli import main; sys.exit(main())", "serve",
