@@ -15,7 +15,7 @@ from gt2seg.importers.base import Param
 
 def format_option(param: Param, with_default: bool = True):
     default = f"[default: {param.default}]" if with_default and param.default else ""
-    return click.option(param.flag, param.name, default=None, metavar=param.metavar,
+    return click.option(param.flag, param.name, default=None, metavar=param.metavar, multiple=param.multiple,
                         type=click.Choice(param.choices) if param.choices else None,
                         help=f"{param.help} {default}".strip())
 

@@ -14,11 +14,11 @@ from gt2seg.importers.base import Importer, list_source
 if TYPE_CHECKING:
     from gt2seg.convert import ConvertOptions, Job, Report
 
-FORMATS = ("pets", "voc", "folders")  # modules of this package, each defining IMPORTER
+FORMATS = ("pets", "voc", "folders", "coco", "cvat", "label-studio")  # modules of this package (- as _), each defining IMPORTER
 
 
 def importers() -> dict[str, Importer]:
-    return {name: importlib.import_module(f"gt2seg.importers.{name}").IMPORTER for name in FORMATS}
+    return {name: importlib.import_module(f"gt2seg.importers.{name.replace('-', '_')}").IMPORTER for name in FORMATS}
 
 
 def detect(src: str) -> str:
