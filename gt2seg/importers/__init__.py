@@ -1,4 +1,5 @@
-"""Public datasets -> the SageMaker layout, through the same `convert_job` as Ground Truth jobs.
+"""Public datasets and labeling tools' exports -> the SageMaker layout, through the same `convert_job` as Ground
+Truth jobs. SRC is a folder, an s3:// prefix, or a .zip of either (see `archive`).
 
 One module per format registers an `Importer` (see `base`); a new format is a new module named in FORMATS.
 gt2seg.convert (numpy, Pillow) is imported only when a dataset is read, so the CLI starts light.
@@ -44,8 +45,17 @@ def read_source(format: str, src: str, settings: dict | None = None) -> "Job":
 def import_dataset(format: str, src: str, out, settings: dict | None = None,
                    options: "ConvertOptions | None" = None) -> "Report":
     """Write the layout of dataset `src` at `out`, exactly as `gt2seg convert` writes a job's."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from gt2seg import layout
     from gt2seg.convert import ConvertOptions, convert_job, start_workers
+    from gt2seg.importers import archive
 
     options = options or ConvertOptions()
     start_workers(options)  # while the source is read
-    return convert_job(read_source(format, src, settings), out, options)
+    if not archive.is_archive(src):
+        return convert_job(read_source(format, src, settings), out, options)
+    layout.check_output_dir(Path(out), [str(src)])  # before anything is unpacked into OUT
+    job = read_source(format, archive.unpack(src, Path(out) / layout.CACHE), settings)
+    return convert_job(replace(job, inputs=(str(src), *job.inputs[1:])), out, options)
