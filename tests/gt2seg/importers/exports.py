@@ -151,3 +151,92 @@ def cvat(root: Path, subsets=("default",), zipped: bool = False) -> dict[str, np
         for name, data in files.items():
             write(root / name, data)
     return masks
+
+
+LS_CLASSES = ["BACKGROUND", "Cat", "Dog"]  # the labels used, by name
+
+
+def _ls_brush(mask: np.ndarray, label: str, rid: str) -> dict:
+    """A brush result as Label Studio writes it: its RLE of the RGBA stroke picture (all four channels 255 where
+    painted), made by Label Studio's own encoder."""
+    from label_studio_converter import brush
+
+    return {"original_width": mask.shape[1], "original_height": mask.shape[0], "image_rotation": 0,
+            "value": {"format": "rle", "rle": brush.mask2rle((mask * 255).astype(np.uint8)), "brushlabels": [label]},
+            "id": rid, "from_name": "tag", "to_name": "image", "type": "brushlabels", "origin": "manual"}
+
+
+def _ls_polygon(points, label: str, rid: str) -> dict:
+    return {"original_width": W, "original_height": H, "image_rotation": 0,
+            "value": {"points": [list(p) for p in points], "closed": True, "polygonlabels": [label]},
+            "id": rid, "from_name": "label", "to_name": "image", "type": "polygonlabels", "origin": "manual"}
+
+
+def _ls_annotation(aid: int, results: list, created: str, ground_truth=False, cancelled=False) -> dict:
+    return {"id": aid, "completed_by": 1, "result": results, "was_cancelled": cancelled,
+            "ground_truth": ground_truth, "created_at": created, "updated_at": created, "draft_created_at": None,
+            "lead_time": 10.5, "prediction": {}, "result_count": 0, "unique_id": f"u-{aid}", "import_id": None,
+            "last_action": None, "task": 0, "project": 3, "updated_by": 1, "parent_prediction": None,
+            "parent_annotation": None, "last_created_by": None}
+
+
+def _ls_task(tid: int, url: str, annotations: list) -> dict:
+    return {"id": tid, "annotations": annotations, "file_upload": url.rsplit("/", 1)[-1], "drafts": [],
+            "predictions": [], "data": {"image": url}, "meta": {}, "created_at": "2024-05-01T09:00:00.000000Z",
+            "updated_at": "2024-05-01T09:00:00.000000Z", "inner_id": tid, "total_annotations": len(annotations),
+            "cancelled_annotations": 0, "total_predictions": 0, "comment_count": 0, "unresolved_comment_count": 0,
+            "last_comment_updated_at": None, "project": 3, "updated_by": 1, "comment_authors": []}
+
+
+def label_studio(root: Path, local_files: Path | None = None) -> list:
+    """A JSON export (project-3-at-...json) and Label Studio's media folder (upload/3/...): brush strokes and
+    polygons overlapping, two annotations on one task (an older ground truth, a newer one), a cancelled-only
+    task; with local_files, a task whose image is in Label Studio's local-files storage there. Returns the tasks."""
+    cat = blob(4, 4, 30, 22)
+    cat[10:14, 8:12] = 0  # a hole
+    dog_poly = [(50.0, 40.0), (97.5, 45.0), (90.2, 99.0), (55.5, 80.25)]
+    tasks = [
+        _ls_task(1, "/data/upload/3/5e1f2a3b-a.jpg", [_ls_annotation(11, [
+            _ls_brush(cat, "Cat", "b1"), _ls_polygon(dog_poly, "Dog", "p1")], "2024-05-02T10:00:00.000000Z")]),
+        _ls_task(2, "/data/upload/3/9c8d7e6f-b%20c.jpg", [
+            _ls_annotation(21, [_ls_polygon(dog_poly, "Dog", "p2")], "2024-05-02T10:00:00.000000Z", ground_truth=True),
+            _ls_annotation(22, [_ls_brush(cat, "Cat", "b2")], "2024-05-03T10:00:00.000000Z")]),
+        _ls_task(3, "/data/upload/3/0a0b0c0d-d.jpg", [
+            _ls_annotation(31, [_ls_brush(cat, "Cat", "b3")], "2024-05-02T10:00:00.000000Z", cancelled=True)]),
+        _ls_task(4, "/data/upload/3/1a1b1c1d-e.jpg", [_ls_annotation(41, [], "2024-05-02T10:00:00.000000Z")]),
+    ]
+    for n, name in enumerate(["5e1f2a3b-a.jpg", "9c8d7e6f-b c.jpg", "0a0b0c0d-d.jpg", "1a1b1c1d-e.jpg"]):
+        write(root / "upload" / "3" / name, jpeg(n))
+    if local_files is not None:
+        write(local_files / "pics" / "f.jpg", jpeg(9))
+        tasks.append(_ls_task(5, "/data/local-files/?d=pics/f.jpg", [_ls_annotation(
+            51, [_ls_polygon(dog_poly, "Dog", "p5")], "2024-05-02T10:00:00.000000Z")]))
+    write(root / "project-3-at-2024-05-04-10-00-1a2b3c4d.json", json.dumps(tasks, indent=1).encode())
+    return tasks
+
+
+def label_studio_reference(tasks: list, annotation: str = "ground-truth") -> dict[int, np.ndarray]:
+    """Each labeled task's class-index mask, by task id: brush strokes by Label Studio's own decoder (alpha >= 128),
+    polygons by pycocotools' fill of the points in pixels, later results on top."""
+    from label_studio_converter import brush
+    from pycocotools import mask as coco_mask
+
+    out = {}
+    for task in tasks:
+        usable = [a for a in task["annotations"] if not a["was_cancelled"]]
+        if not usable:
+            continue
+        if annotation == "ground-truth" and any(a["ground_truth"] for a in usable):
+            usable = [a for a in usable if a["ground_truth"]]
+        chosen = max(usable, key=lambda a: a["updated_at"])
+        mask = np.zeros((H, W), np.uint8)
+        for r in chosen["result"]:
+            label = r["value"].get("brushlabels", r["value"].get("polygonlabels"))[0]
+            if r["type"] == "brushlabels":
+                m = brush.decode_rle(r["value"]["rle"]).reshape(H, W, 4)[:, :, 3] >= 128
+            else:
+                flat = [c for x, y in r["value"]["points"] for c in (x * W / 100, y * H / 100)]
+                m = coco_mask.decode(coco_mask.merge(coco_mask.frPyObjects([flat], H, W))) > 0
+            mask[m] = LS_CLASSES.index(label)
+        out[task["id"]] = mask
+    return out
