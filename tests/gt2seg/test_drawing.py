@@ -6,7 +6,8 @@ import pytest
 from gt2seg.classes import IGNORE
 from gt2seg.drawing import Drawing, Shape, brush_problem, compressed_counts, decode_brush, polygon_problem, render
 
-coco = pytest.importorskip("pycocotools.mask", reason="the importers extra (pycocotools) draws COCO masks")
+from label_studio_converter import brush  # Label Studio's own brush encoder and decoder (the test extra)
+from pycocotools import mask as coco  # the importers extra, in the test extra too
 
 
 def random_masks(count, seed=0):
@@ -40,7 +41,6 @@ def test_compressed_counts_refuse_a_string_that_ends_inside_a_count():
 
 
 def test_brush_rle_decodes_as_label_studios_own_decoder_does():
-    brush = pytest.importorskip("label_studio_converter.brush", reason="Label Studio's converter is the reference")
     rng = np.random.default_rng(1)
     for mask in random_masks(60, seed=2):
         values = np.repeat(mask * 255, 4).astype(np.uint8)
@@ -54,7 +54,6 @@ def test_brush_rle_decodes_as_label_studios_own_decoder_does():
 
 
 def test_brush_rle_that_ends_early_is_refused():
-    brush = pytest.importorskip("label_studio_converter.brush", reason="Label Studio's converter is the reference")
     rle = bytes(brush.mask2rle(np.full((5, 7), 255, np.uint8)))
     with pytest.raises(ValueError, match="ends after"):
         decode_brush(rle[:-2])

@@ -10,8 +10,6 @@ from PIL import Image
 import archives
 import exports
 
-pytest.importorskip("pycocotools", reason="the importers extra (pycocotools) draws COCO masks")
-
 GT2SEG = [sys.executable, "-m", "gt2seg.cli"]
 
 
@@ -178,3 +176,13 @@ def test_import_coco_reads_an_s3_export(tmp_path, s3, s3_bucket):
     assert result.returncode == 0, result.stderr
     expected, got = exports.coco_reference(data), written(tmp_path / "out")
     assert all(np.array_equal(got[name], expected[name]) for name in expected) and len(got) == 4
+
+
+def test_without_pycocotools_the_import_says_which_extra_brings_it(tmp_path):
+    exports.coco(tmp_path / "src")
+    code = "import sys; sys.modules['pycocotools'] = None; from gt2seg.cli import main; main()"
+    result = subprocess.run([sys.executable, "-c", code, "import", "coco", tmp_path / "src", tmp_path / "out"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == ("Error: drawing COCO and Label Studio masks needs pycocotools: "
+                                                      "pip install 'gt2seg[importers]'")

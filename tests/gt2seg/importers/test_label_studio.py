@@ -11,10 +11,6 @@ from PIL import Image
 import archives
 import exports
 
-pytest.importorskip("pycocotools", reason="the importers extra (pycocotools) draws the polygons")
-pytest.importorskip("label_studio_converter", reason="Label Studio's converter encodes and decodes the reference "
-                                                     "brush strokes (the test extra)")
-
 GT2SEG = [sys.executable, "-m", "gt2seg.cli"]
 NAMES = {1: "5e1f2a3b-a", 2: "9c8d7e6f-b_c", 4: "1a1b1c1d-e", 5: "f"}  # task id -> output name (the file's stem)
 
