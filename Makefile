@@ -8,7 +8,7 @@ EXTRAS ?= cpu,test
 # Bit-identical MXNet runs need one thread; speed wants all cores.
 NPROC  := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: help venv system-deps test test-fast test-serve-onnx bench bench-convert bench-train bench-pipe bench-serve bench-onnx-serve bench-reliability bench-hostile bench-builtin-serve bench-report bench-import clean
+.PHONY: help venv system-deps test test-fast test-serve-onnx bench bench-convert bench-train bench-pipe bench-serve bench-onnx-serve bench-reliability bench-hostile bench-builtin-serve bench-report bench-import bench-import-coco clean
 
 help: ## list targets and variables
 	@echo "targets:"
@@ -46,7 +46,7 @@ test-serve-onnx: ## the ONNX server's tests in a fresh venv with only `.[serve]`
 	cd tests && SEG_TESTS_WITHOUT_MXNET=1 ../$(SERVE_VENV)/bin/python -m pytest -q -ra -m serve_onnx -p no:cacheprovider \
 	    --rootdir .. -c ../setup.cfg seg/serve/test_serve_onnx_http.py test_import_boundaries.py $(PYTEST_ARGS)
 
-bench: bench-convert bench-import bench-pipe bench-serve bench-onnx-serve bench-hostile bench-builtin-serve bench-train bench-report bench-reliability ## every benchmark (figures go in README)
+bench: bench-convert bench-import bench-import-coco bench-pipe bench-serve bench-onnx-serve bench-hostile bench-builtin-serve bench-train bench-report bench-reliability ## every benchmark (figures go in README)
 
 # pyspng (the fast bound) and Datumaro are measured against, never installed in .venv.
 BENCH_VENV := .venv-bench
@@ -60,6 +60,9 @@ bench-convert: venv $(BENCH_VENV)/.installed ## gt2seg convert vs bare Pillow, 1
 
 bench-import: venv $(BENCH_VENV)/.installed ## gt2seg import pets vs bare decode+encode; import voc vs Datumaro (.venv-bench)
 	$(PY) benchmarks/bench_import.py --datumaro $(BENCH_VENV)/bin/python $(BENCH_ARGS)
+
+bench-import-coco: venv $(BENCH_VENV)/.installed ## gt2seg import coco at 1024x768 vs pycocotools annToMask + PNG; vs Datumaro coco -> voc (.venv-bench)
+	$(PY) benchmarks/bench_import_coco.py --datumaro $(BENCH_VENV)/bin/python $(BENCH_ARGS)
 
 bench-reliability: venv ## gt2seg convert: bad inputs -> one-line errors, kill -9 points -> identical re-runs
 	$(PY) benchmarks/reliability_gt2seg.py $(BENCH_ARGS)
