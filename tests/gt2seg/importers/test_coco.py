@@ -186,3 +186,26 @@ def test_without_pycocotools_the_import_says_which_extra_brings_it(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == ("Error: drawing COCO and Label Studio masks needs pycocotools: "
                                                       "pip install 'gt2seg[importers]'")
+
+
+def test_the_bundled_coco_fixture_imports_with_pycocotools_pixels(tmp_path):
+    from repo import ROOT
+
+    src = ROOT / "fixtures" / "coco"
+    data = json.loads((src / "annotations" / "instances_default.json").read_text())
+    result = gt2seg("import", "coco", src, tmp_path / "out", "--validation-fraction", "0.25", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["splits"] == {"train": 9, "validation": 3}
+    assert [c["name"] for c in report["classes"]] == ["BACKGROUND", "building", "tree", "person"]
+    from pycocotools.coco import COCO
+
+    api = COCO()
+    api.dataset = data
+    api.createIndex()
+    got = written(tmp_path / "out")
+    for image in data["images"]:
+        expected = np.zeros((image["height"], image["width"]), np.uint8)
+        for ann in api.imgToAnns[image["id"]]:
+            expected[api.annToMask(ann) > 0] = {1: 1, 3: 2, 7: 3}[ann["category_id"]]
+        assert np.array_equal(got[image["file_name"][:-4]], expected), image["file_name"]
