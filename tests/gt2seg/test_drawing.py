@@ -85,3 +85,13 @@ def test_polygon_problems_are_named():
     assert polygon_problem([0, 0, 1, 1, 2]) == "a polygon has an odd count of coordinates (5)"
     assert polygon_problem([0, 0, 1, "x", 2, 2]).startswith("a polygon must be a list of numbers")
     assert polygon_problem([0, 0, 5, 0, 5, 5]) is None
+
+
+def test_rle_in_either_form_draws_pycocotools_decode():
+    for n, mask in enumerate(random_masks(60, seed=3)):
+        h, w = mask.shape
+        rle = coco.encode(np.asfortranarray(mask))
+        uncompressed = tuple(compressed_counts(rle["counts"]))
+        for data in (rle["counts"].decode(), uncompressed):
+            drawn = render(Drawing(w, h, (Shape(7, "rle", data, f"mask {n}"),)))
+            assert np.array_equal(drawn, coco.decode(rle) * 7), (n, type(data))
