@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import posixpath
 
-from gt2seg import storage
 from gt2seg.classes import BACKGROUND, IGNORE, IGNORE_NAME, is_background
 from gt2seg.drawing import OVERLAPS, Drawing, Shape, polygon_problem, rle_problem
 from gt2seg.errors import SourceError

@@ -14,7 +14,6 @@ import re
 from gt2seg import jsonl, storage
 from gt2seg.errors import JsonLineError, SourceError
 from gt2seg.importers.base import Importer, Items, Param, Source, class_table, is_resource_fork, list_rows
-from gt2seg.manifest import ColorEntry
 
 _HEX = re.compile(r"#[0-9a-fA-F]{6}")
 LAYOUT = "an image folder and a mask folder whose files pair by stem (see --images, --masks)"

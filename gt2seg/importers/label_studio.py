@@ -23,7 +23,6 @@ s3:// URLs as they are, and relative paths under SRC; any other URL maps to noth
 from __future__ import annotations
 
 import json
-import posixpath
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from gt2seg import storage

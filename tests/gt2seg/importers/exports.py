@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -13,6 +15,21 @@ from PIL import Image
 from archives import write
 
 W, H = 48, 36
+
+
+def gt2seg(*args) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it: a real subprocess."""
+    return subprocess.run([sys.executable, "-m", "gt2seg.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def written(out: Path) -> dict[str, np.ndarray]:
+    """The layout's masks by name, both sides."""
+    return {p.stem: np.asarray(Image.open(p)) for side in ("train", "validation")
+            for p in (out / f"{side}_annotation").glob("*.png")}
+
+
+def sides(out: Path) -> dict[str, str]:
+    return {p.stem: side for side in ("train", "validation") for p in (out / f"{side}_annotation").glob("*.png")}
 
 
 def jpeg(seed: int, width: int = W, height: int = H) -> bytes:

@@ -5,21 +5,10 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import archives
 import exports
-
-GT2SEG = [sys.executable, "-m", "gt2seg.cli"]
-
-
-def gt2seg(*args):
-    return subprocess.run([*GT2SEG, *map(str, args)], capture_output=True, text=True)
-
-
-def written(out):
-    return {p.stem: np.asarray(Image.open(p)) for side in ("train", "validation")
-            for p in (out / f"{side}_annotation").glob("*.png")}
+from exports import gt2seg, written
 
 
 @pytest.mark.parametrize("overlap", ["later", "smaller", "ignore"])

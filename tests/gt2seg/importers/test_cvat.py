@@ -1,25 +1,12 @@
 """`gt2seg import cvat`: CVAT's Segmentation mask 1.1 export, unpacked or zipped -> the layout, CVAT's pixels."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import archives
 import exports
-
-GT2SEG = [sys.executable, "-m", "gt2seg.cli"]
-
-
-def gt2seg(*args):
-    return subprocess.run([*GT2SEG, *map(str, args)], capture_output=True, text=True)
-
-
-def written(out):
-    return {p.stem: (side, np.asarray(Image.open(p))) for side in ("train", "validation")
-            for p in (out / f"{side}_annotation").glob("*.png")}
+from exports import gt2seg, sides, written
 
 
 @pytest.mark.parametrize("zipped", [False, True], ids=["folder", "zip"])
@@ -33,7 +20,7 @@ def test_import_cvat_reads_the_labelmap_colours_into_classes_and_masks(tmp_path,
                                                                    ("road", "#804080"), ("car", "#fa3253")]
     got = written(tmp_path / "out")
     assert got.keys() == masks.keys()
-    assert all(np.array_equal(mask, masks[name]) for name, (_, mask) in got.items())
+    assert all(np.array_equal(mask, masks[name]) for name, mask in got.items())
     if zipped:  # unpacked inside OUT only, and reused while the zip is unchanged
         assert (tmp_path / "out" / ".gt2seg" / "unpacked" / "labelmap.txt").is_file()
         assert sorted(p.name for p in (tmp_path / "src").iterdir()) == ["export.zip"]
@@ -45,7 +32,7 @@ def test_official_split_takes_the_subset_lists(tmp_path):
     result = gt2seg("import", "cvat", tmp_path / "src", tmp_path / "out", "--split", "official", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["splits"] == {"train": 3, "validation": 2}
-    assert {n for n, (side, _) in written(tmp_path / "out").items() if side == "validation"} == {
+    assert {n for n, side in sides(tmp_path / "out").items() if side == "validation"} == {
         "frame_000001", "frame_000003"}
 
 

@@ -1,27 +1,15 @@
 """`gt2seg import label-studio`: a JSON export with brush strokes and polygons -> the layout, with Label Studio's
 own brush decoder's pixels and pycocotools' polygon fill."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import archives
 import exports
+from exports import gt2seg, written
 
-GT2SEG = [sys.executable, "-m", "gt2seg.cli"]
 NAMES = {1: "5e1f2a3b-a", 2: "9c8d7e6f-b_c", 4: "1a1b1c1d-e", 5: "f"}  # task id -> output name (the file's stem)
-
-
-def gt2seg(*args):
-    return subprocess.run([*GT2SEG, *map(str, args)], capture_output=True, text=True)
-
-
-def written(out):
-    return {p.stem: np.asarray(Image.open(p)) for side in ("train", "validation")
-            for p in (out / f"{side}_annotation").glob("*.png")}
 
 
 @pytest.mark.parametrize("annotation", ["ground-truth", "latest"])
