@@ -38,7 +38,8 @@ def _command(importer):
 
 @click.group("import")
 def import_():
-    """Import a public dataset (SRC: a folder or s3:// prefix) into the SageMaker layout in OUT."""
+    """Import a public dataset or a labeling tool's export (SRC: a folder, s3:// prefix, or a .zip of one) into
+    the SageMaker layout in OUT."""
 
 
 for _importer in importers().values():

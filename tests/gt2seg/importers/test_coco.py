@@ -198,3 +198,13 @@ def test_the_bundled_coco_fixture_imports_with_pycocotools_pixels(tmp_path):
         for ann in api.imgToAnns[image["id"]]:
             expected[api.annToMask(ann) > 0] = {1: 1, 3: 2, 7: 3}[ann["category_id"]]
         assert np.array_equal(got[image["file_name"][:-4]], expected), image["file_name"]
+
+
+def test_inspect_lists_the_items_an_import_would_refuse_as_problems(tmp_path):
+    _broken(tmp_path, lambda d: d["annotations"][2].update(category_id=3))
+    result = gt2seg("inspect", tmp_path / "src", "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["items"] == 3 and report["problems"] == [
+        "line 2: annotations/instances_default.json: annotation 3 (annotations[2]) on b.jpg has category 3, which "
+        "'categories' does not list"]
