@@ -83,7 +83,9 @@ def test_overlaps_follow_the_rule():
 def test_polygon_problems_are_named():
     assert polygon_problem([0, 0, 1, 1]) == "a polygon needs at least 3 points, this one has 2"
     assert polygon_problem([0, 0, 1, 1, 2]) == "a polygon has an odd count of coordinates (5)"
-    assert polygon_problem([0, 0, 1, "x", 2, 2]).startswith("a polygon must be a list of numbers")
+    assert polygon_problem([0, 0, 1, "x", 2, 2]).startswith("a polygon must be a list of finite numbers")
+    assert polygon_problem([0, 0, 1, float("nan"), 2, 2]).startswith("a polygon must be a list of finite numbers")
+    assert polygon_problem([0, 0, 1, True, 2, 2]).startswith("a polygon must be a list of finite numbers")
     assert polygon_problem([0, 0, 5, 0, 5, 5]) is None
 
 
