@@ -7,17 +7,20 @@ worker that converts the item renders the drawing into an array of colour-map ke
 otherwise decode a mask file, and from there the item goes the same way as a decoded mask (the index route of
 gt2seg.masks, the PNG encoder, the cache). So the per-item work stays in the workers, nothing is written
 outside OUT (no intermediate mask files at all), and a drawing's digest stands in for the mask file's version
-in the item's cache fingerprint. The parent only checks what is cheap and structural (`problem`), so bad
-shapes are listed before any item converts.
+in the item's cache fingerprint. The parent only checks what is cheap and structural (`polygon_problem`,
+`rle_problem`, `brush_problem`), so bad shapes are listed before any item converts. The other seam, the
+importer writing class-index PNGs into OUT's `.gt2seg/` for the pipeline to read back, was left aside: the
+importer runs in the parent before OUT is claimed, so it would draw every mask serially, unlocked, and
+`gt2seg inspect` (which reads through the same importers) would have to write.
 
 Decoders: COCO polygons are rasterised by pycocotools (`frPyObjects`, `merge`: exactly what its
 `COCO.annToMask` does; it is the `importers` extra), and RLE, uncompressed, compressed or pycocotools', is
-expanded here run by run, so masks are pycocotools' own pixels (the tests compare them with `annToMask`, and
-`compressed_counts` with pycocotools' encoder). Label Studio's
-brush RLE (thi.ng's rle-pack, RGBA bytes) is decoded here (`decode_brush`); its alpha channel is the stroke,
-and a pixel belongs to it where alpha >= the conversion's alpha threshold (`--alpha-threshold`, 128), as for
-the transparency of Ground Truth masks. tests/gt2seg/importers/test_label_studio.py checks it against Label
-Studio's own decoder (label_studio_converter.brush.decode_rle).
+expanded here run by run, so masks are pycocotools' own pixels (tests/gt2seg/test_drawing.py compares them with
+pycocotools' `decode`, the importers' tests with `annToMask`). Label Studio's brush RLE (thi.ng's rle-pack of
+the RGBA stroke picture) is decoded here (`decode_brush`, compared with Label Studio's own
+`label_studio_converter.brush.decode_rle` in the tests); its alpha channel is the stroke, and a pixel belongs
+to it where alpha >= the conversion's alpha threshold (`--alpha-threshold`, 128), as for the transparency of
+Ground Truth masks.
 """
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ Label Studio, Datumaro and most tools export it.
 Classes: BACKGROUND is index 0, then the categories' names in category-id order (ids of any spacing; two ids
 with one name are one class; a category named `background`, any case, is BACKGROUND). Masks are drawn, not
 read (gt2seg.drawing): every annotation of an image is a shape (its polygons, or its RLE, uncompressed or
-compressed), rendered by the pool workers with pycocotools exactly as `COCO.annToMask` renders it, and painted
-in the file's order: where objects overlap, the later one wins (`--overlap later`, the order the tools draw
+compressed), drawn by the pool workers to the pixels `COCO.annToMask` gives (polygons through pycocotools),
+and painted in the file's order: where objects overlap, the later one wins (`--overlap later`, the order the tools draw
 in), or the smaller, or the larger, or the ignore label 255 where their classes differ. Crowd regions
 (`iscrowd` 1) take their category's class, or 255 with `--crowd ignore`. An image without annotations is all
 background, or skipped with `--empty skip`.
