@@ -94,3 +94,16 @@ def test_inspect_tells_cvat_from_voc_and_reads_a_zip(tmp_path):
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["format"] == format, src
     assert sorted(p.name for p in (tmp_path / "zipped").iterdir()) == ["export.zip"]
+
+
+def test_a_zipped_export_on_s3_is_unpacked_into_out(tmp_path, s3, s3_bucket):
+    masks = exports.cvat(tmp_path / "src", subsets=("train", "val"), zipped=True)
+    s3.put_object(Bucket=s3_bucket, Key="exports/task-12.zip", Body=(tmp_path / "src" / "export.zip").read_bytes())
+    src = f"s3://{s3_bucket}/exports/task-12.zip"
+    args = ("import", "cvat", src, tmp_path / "out", "--split", "official", "--json")
+    result = gt2seg(*args)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["splits"] == {"train": 3, "validation": 2}
+    got = written(tmp_path / "out")
+    assert got.keys() == masks.keys() and all(np.array_equal(got[n], masks[n]) for n in masks)
+    assert json.loads(gt2seg(*args).stdout)["resumed"] == 5  # the same ETag: not unpacked again
