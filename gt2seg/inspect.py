@@ -91,7 +91,8 @@ def inspect_source(src: str, format: str | None = None, settings: dict | None = 
     if job.sides is not None:
         splits = {side: sum(1 for s in job.sides.values() if s == side) for side in SIDES}
     return SourceReport(
-        source=str(src) if archive.is_archive(src) else manifest.uri, format=format, items=len(manifest.records), splits=splits,
+        source=str(src) if archive.is_archive(src) else manifest.uri, format=format, items=len(manifest.records),
+        splits=splits,
         classes=[c.to_dict() for c in job.table.classes], skipped_by_reason=manifest.skipped_by_reason(),
         skipped=[asdict(s) for s in manifest.skipped[:MAX_LISTED]],
         problems=[f"line {e.line}: {e.detail}" for e in job.errors[:MAX_LISTED]]  # refused unless --on-error skip

@@ -15,7 +15,8 @@ from gt2seg.importers.base import Importer, list_source
 if TYPE_CHECKING:
     from gt2seg.convert import ConvertOptions, Job, Report
 
-FORMATS = ("pets", "voc", "folders", "coco", "cvat", "label-studio")  # modules of this package (- as _), each defining IMPORTER
+# modules of this package ("-" as "_"), each defining IMPORTER
+FORMATS = ("pets", "voc", "folders", "coco", "cvat", "label-studio")
 
 
 def importers() -> dict[str, Importer]:

@@ -84,7 +84,8 @@ def read(source: Source, settings: dict):
             raise SourceError(f"{relative}: subset {subset!r} is neither train nor val/validation/test; "
                               "--split official needs those (or use --split stratified)")
         side = SIDES.get(subset.lower()) if official else None
-        listed += [(" ".join(fields), f"{relative}:{number}", side) for number, fields in list_rows(source, relative, LAYOUT)]
+        listed += [(" ".join(fields), f"{relative}:{number}", side)
+                   for number, fields in list_rows(source, relative, LAYOUT)]
     if official and not lists:
         raise SourceError(f"{source.root}: no {root}{SETS}/*.txt; --split official reads the subsets from them")
     if not lists:
