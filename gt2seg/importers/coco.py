@@ -29,19 +29,35 @@ LAYOUT = ("a COCO export: an annotations JSON (annotations/instances_*.json, or 
           "listing images, annotations and categories, and the image files")
 
 
-def _annotations_file(source: Source, given: str | None) -> str:
+def _annotations_files(source: Source, given: str | None) -> list[str]:
+    """--annotations FILE; else every annotations/instances_*.json (one per subset, as CVAT, Datumaro and COCO
+    itself export them), else the one annotations/*.json or result.json."""
     if given:
-        return source.relative(given)
+        return [source.relative(given)]
     found = sorted(f for f in source.files if f == "result.json"
                    or (posixpath.dirname(f) == "annotations" and f.endswith(".json")))
     instances = [f for f in found if posixpath.basename(f).startswith("instances")]
-    for candidates in (instances, found):
-        if len(candidates) == 1:
-            return candidates[0]
+    if instances or len(found) == 1:
+        return instances or found
     if not found:
         raise SourceError(f"{source.root}: no annotations/*.json nor result.json; expected {LAYOUT}")
-    raise SourceError(f"{source.root}: several annotation files ({', '.join(instances or found)}); "
+    raise SourceError(f"{source.root}: several annotation files ({', '.join(found)}); "
                       "name one with --annotations FILE")
+
+
+def _subset(relative: str) -> str:
+    return posixpath.splitext(posixpath.basename(relative))[0].removeprefix("instances_")
+
+
+def _side(relative: str) -> str:
+    """The official side of an annotations file's subset: train..., or val... / test... -> validation."""
+    subset = _subset(relative).lower()
+    if "train" in subset:
+        return "train"
+    if "val" in subset or "test" in subset:
+        return "validation"
+    raise SourceError(f"{relative}: subset {_subset(relative)!r} is neither train nor val/validation/test; "
+                      "--split official needs those (or use --split stratified)")
 
 
 def _is_int(value) -> bool:
@@ -61,22 +77,30 @@ def _load(source: Source, relative: str) -> dict:
     return data
 
 
-def _categories(data: dict, relative: str):
-    """(category id -> key, the class table, the colour map: keys 1.. the class names, 255 the ignore label)."""
-    names: dict[int, str] = {}
-    for n, c in enumerate(data["categories"]):
-        if not (isinstance(c, dict) and _is_int(c.get("id")) and isinstance(c.get("name"), str) and c["name"].strip()):
-            raise SourceError(f"{relative}: categories[{n}] needs an integer 'id' and a 'name', got {c!r}"[:300])
-        if c["id"] in names:
-            raise SourceError(f"{relative}: category id {c['id']} is given twice ({names[c['id']]!r}, {c['name']!r})")
-        names[c["id"]] = c["name"]
+def _categories(files: list[tuple[str, dict]]):
+    """(per file: category id -> key; the class table; the colour map: keys 1.. the class names, 255 the ignore
+    label). Classes are named: the files' categories in file, then id, order, each name once."""
+    names_of = []
+    for relative, data in files:
+        names: dict[int, str] = {}
+        for n, c in enumerate(data["categories"]):
+            if not (isinstance(c, dict) and _is_int(c.get("id")) and isinstance(c.get("name"), str)
+                    and c["name"].strip()):
+                raise SourceError(f"{relative}: categories[{n}] needs an integer 'id' and a 'name', got {c!r}"[:300])
+            if c["id"] in names:
+                raise SourceError(f"{relative}: category id {c['id']} is given twice ({names[c['id']]!r}, "
+                                  f"{c['name']!r})")
+            names[c["id"]] = c["name"]
+        names_of.append(names)
     classes = [BACKGROUND]
-    for cid in sorted(names):
-        if not is_background(names[cid]) and names[cid] not in classes:
-            classes.append(names[cid])
+    for names in names_of:
+        for cid in sorted(names):
+            if not is_background(names[cid]) and names[cid] not in classes:
+                classes.append(names[cid])
     table, color_map = class_table([(name, None) for name in classes])
-    key_of = {cid: 0 if is_background(name) else classes.index(name) for cid, name in names.items()}
-    return key_of, table, (*color_map, ColorEntry(IGNORE, IGNORE_NAME, None))
+    keys = [{cid: 0 if is_background(name) else classes.index(name) for cid, name in names.items()}
+            for names in names_of]
+    return keys, table, (*color_map, ColorEntry(IGNORE, IGNORE_NAME, None))
 
 
 def _shape(ann: dict, image: dict, key: int) -> Shape | str:
@@ -115,13 +139,14 @@ def _image_ref(source: Source, file_name: str, images: str | None, subset: str) 
     return None
 
 
-def _images(data: dict, relative: str, items: Items) -> dict[int, tuple[int, dict]]:
-    """image id -> (line, image) of the well-formed images with unique ids and file names; the rest invalid."""
+def _images(data: dict, relative: str, items: Items, first: int) -> dict[int, tuple[int, dict]]:
+    """image id -> (line, image) of the well-formed images with unique ids and file names; the rest invalid.
+    Lines count on from `first` (the images of the files before)."""
     by_id: dict = {}
     by_name: dict = {}
     usable = {}
     for n, image in enumerate(data["images"]):
-        line = n + 1
+        line = first + n + 1
         if not (isinstance(image, dict) and _is_int(image.get("id")) and isinstance(image.get("file_name"), str)
                 and _is_int(image.get("width")) and _is_int(image.get("height"))
                 and image["width"] > 0 and image["height"] > 0):
@@ -134,7 +159,7 @@ def _images(data: dict, relative: str, items: Items) -> dict[int, tuple[int, dic
     for key, groups, reason in (("id", by_id, "duplicate-id"), ("file_name", by_name, "duplicate-file")):
         for value, entries in groups.items():
             if len(entries) > 1:
-                lines = ", ".join(f"images[{line - 1}]" for line, _ in entries)
+                lines = ", ".join(f"images[{line - first - 1}]" for line, _ in entries)
                 for line, image in entries:
                     items.invalid(line, reason, f"{relative}: {key} {value!r} is given to {lines}")
                     usable.pop(image["id"], None)
@@ -142,11 +167,21 @@ def _images(data: dict, relative: str, items: Items) -> dict[int, tuple[int, dic
 
 
 def read(source: Source, settings: dict):
-    relative = _annotations_file(source, settings["annotations"])
-    data = _load(source, relative)
-    key_of, table, color_map = _categories(data, relative)
-    items = Items("coco")
-    images = _images(data, relative, items)
+    official = settings["split"] == "official"
+    files = [(relative, _load(source, relative)) for relative in _annotations_files(source, settings["annotations"])]
+    sides = [_side(relative) if official else None for relative, _ in files]
+    keys, table, color_map = _categories(files)
+    items, first = Items("coco"), 0
+    for (relative, data), key_of, side in zip(files, keys, sides):
+        _read_file(source, settings, relative, data, key_of, color_map, side, items, first)
+        first += len(data["images"])
+    return items.job(source, table, official)
+
+
+def _read_file(source: Source, settings: dict, relative: str, data: dict, key_of: dict, color_map, side,
+               items: Items, first: int) -> None:
+    """One annotations file's images into items, their lines counted on from `first`."""
+    images = _images(data, relative, items, first)
     listed = {i.get("id") for i in data["images"] if isinstance(i, dict) and _is_int(i.get("id"))}
     shapes: dict[int, list] = {image_id: [] for image_id in images}
     bad: dict[int, tuple[str, str]] = {}  # image id -> (reason, detail) of its first bad annotation
@@ -174,7 +209,7 @@ def read(source: Source, settings: dict):
             bad[image_id] = ("invalid-annotation", f"{where} on {image['file_name']} {shape}")
         else:
             shapes[image_id].append(shape)
-    subset = posixpath.splitext(posixpath.basename(relative))[0].removeprefix("instances_")
+    subset = _subset(relative)
     for image_id, (line, image) in sorted(images.items(), key=lambda kv: kv[1][0]):
         if image_id in bad:
             items.invalid(line, *bad[image_id])
@@ -182,15 +217,14 @@ def read(source: Source, settings: dict):
         ref = _image_ref(source, image["file_name"], settings["images"], subset)
         if ref is None:
             where = f"{settings['images']}/" if settings["images"] else "SRC, images/ or its subset's folder"
-            items.invalid(line, "missing-object", f"{relative}: images[{line - 1}] {image['file_name']} is not in "
-                                                  f"{where}; name the image folder with --images DIR")
+            items.invalid(line, "missing-object", f"{relative}: images[{line - first - 1}] {image['file_name']} is "
+                                                  f"not in {where}; name the image folder with --images DIR")
         elif not shapes[image_id] and settings["empty"] == "skip":
             items.skip(line, "no-annotation", f"{image['file_name']} has no annotation")
         else:
             drawing = Drawing(image["width"], image["height"], tuple(shapes[image_id]), settings["overlap"],
                               f"{relative} image {image_id} ({image['file_name']})")
-            items.add(line, ref, f"{relative}#image-{image_id}", color_map, drawing=drawing)
-    return items.job(source, table, official=False)
+            items.add(line, ref, f"{relative}#image-{image_id}", color_map, side, drawing)
 
 
 def detect(source: Source) -> bool:
@@ -203,8 +237,8 @@ IMPORTER = Importer(
     help="Import a COCO instances export (annotations JSON + images; polygons and RLE drawn with pycocotools) "
          "from SRC into OUT.",
     params=(
-        Param("annotations", "The annotations JSON, relative to SRC [default: the one annotations/instances_*.json, "
-                             "annotations/*.json or result.json].", None, (), "FILE"),
+        Param("annotations", "The annotations JSON, relative to SRC [default: every annotations/instances_*.json "
+                             "(one per subset), else the one annotations/*.json or result.json].", None, (), "FILE"),
         Param("images", "The folder file_name is relative to, relative to SRC [default: the first of SRC, images/, "
                         "images/SUBSET/, SUBSET/ that holds the file].", None, (), "DIR"),
         Param("overlap", "Where objects overlap: the later one in the file wins, the smaller, the larger, or the "
@@ -213,6 +247,9 @@ IMPORTER = Importer(
               ("class", "ignore")),
         Param("empty", "Images without annotations: all background, or left out (counted).", "background",
               ("background", "skip")),
+        Param("split", "stratified: gt2seg's seeded split (--validation-fraction); official: each annotations "
+                       "file's subset, *train* -> train, *val* or *test* -> validation.", "stratified",
+              ("stratified", "official")),
     ),
     read=read,
     detect=detect,

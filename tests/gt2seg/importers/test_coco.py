@@ -208,3 +208,35 @@ def test_inspect_lists_the_items_an_import_would_refuse_as_problems(tmp_path):
     assert report["items"] == 3 and report["problems"] == [
         "line 2: annotations/instances_default.json: annotation 3 (annotations[2]) on b.jpg has category 3, which "
         "'categories' does not list"]
+
+
+def test_every_subsets_annotations_file_is_read_and_official_split_follows_them(tmp_path):
+    """CVAT and Datumaro write one instances_<subset>.json per subset, image ids starting again at 1."""
+    train = exports.coco(tmp_path / "src", images_dir="images/train", annotations="annotations/instances_train.json")
+    val = exports.coco(tmp_path / "other", images_dir="images/val", annotations="annotations/instances_val.json")
+    val["categories"] = [{"id": 2, "name": "dog"}, {"id": 4, "name": "bus"}]  # other ids, one new name
+    for ann in val["annotations"]:
+        ann["category_id"] = 2
+    for image in val["images"]:
+        image["file_name"] = "v_" + image["file_name"].replace("/", "_")
+        archives.write(tmp_path / "src" / "images" / "val" / image["file_name"], exports.jpeg(image["id"]))
+    archives.write(tmp_path / "src" / "annotations" / "instances_val.json", json.dumps(val).encode())
+    result = gt2seg("import", "coco", tmp_path / "src", tmp_path / "out", "--split", "official", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["splits"] == {"train": 4, "validation": 4}
+    assert [c["name"] for c in report["classes"]] == [*exports.CLASSES, "bus"]
+    got = written(tmp_path / "out")
+    assert np.array_equal(got["a"], exports.coco_reference(train)["a"])
+    assert set(np.unique(got["v_c"])) == {0, 2}  # the val file's category 2 is dog, class 2
+    default = gt2seg("import", "coco", tmp_path / "src", tmp_path / "out2", "--split", "official",
+                     "--annotations", "annotations/instances_train.json")
+    assert default.returncode == 0, default.stderr
+
+
+def test_official_split_of_a_default_subset_says_what_to_do(tmp_path):
+    exports.coco(tmp_path / "src")
+    result = gt2seg("import", "coco", tmp_path / "src", tmp_path / "out", "--split", "official")
+    assert result.returncode == 1 and result.stderr.strip() == (
+        "Error: annotations/instances_default.json: subset 'default' is neither train nor val/validation/test; "
+        "--split official needs those (or use --split stratified)")
