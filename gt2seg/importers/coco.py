@@ -1,5 +1,6 @@
-"""COCO instances: one annotations JSON (`images`, `annotations`, `categories`) and its image files, as CVAT,
-Label Studio, Datumaro and most tools export it.
+"""COCO instances: annotations JSON (`images`, `annotations`, `categories`) and the image files, as CVAT, Label
+Studio, Datumaro and most tools export them. Every `annotations/instances_<subset>.json` is read (image ids are
+per file), and `--split official` sends the train subset to train and val/test to validation.
 
 Classes: BACKGROUND is index 0, then the categories' names in category-id order (ids of any spacing; two ids
 with one name are one class; a category named `background`, any case, is BACKGROUND). Masks are drawn, not
