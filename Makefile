@@ -25,7 +25,7 @@ comma := ,
 ensure-venv = @PYTHON='$(PYTHON)' TORCH_SPEC='$(TORCH_SPEC)' VENV_CHECK_ONLY=$(if $(VENV_GIVEN),1,0) \
               bash .ci/venv '$(VENV)' '$(or $(EXTRAS),$(1))' '$(if $(EXTRAS),,$(2))'
 
-.PHONY: help venv venv-demo venv-test system-deps test test-fast test-serve-onnx test-demo-py312plus bench bench-convert bench-train bench-pipe bench-serve bench-onnx-serve bench-reliability bench-hostile bench-builtin-serve bench-report bench-import clean
+.PHONY: help venv venv-demo venv-test system-deps test test-fast test-serve-onnx test-demo-py312plus bench bench-convert bench-train bench-pipe bench-serve bench-onnx-serve bench-reliability bench-hostile bench-builtin-serve bench-report bench-import bench-import-coco clean
 
 help: ## list targets and variables
 	@echo "targets:"
@@ -84,7 +84,7 @@ test-demo-py312plus: ## make demo on PY_DEMO in a fresh venv with only `.[torch]
 	! $(DEMO_VENV)/bin/python -c 'import mxnet' 2>/dev/null
 	test -s build/demo-py312plus/metrics.json && ls build/demo-py312plus/invoke/*_overlay.png
 
-bench: bench-convert bench-import bench-pipe bench-serve bench-onnx-serve bench-hostile bench-builtin-serve bench-train bench-report bench-reliability ## every benchmark (the figures of docs/performance.md)
+bench: bench-convert bench-import bench-import-coco bench-pipe bench-serve bench-onnx-serve bench-hostile bench-builtin-serve bench-train bench-report bench-reliability ## every benchmark (the figures of docs/performance.md)
 
 # pyspng (the fast bound) and Datumaro are measured against, never installed in .venv.
 BENCH_VENV := .venv-bench
@@ -98,6 +98,9 @@ bench-convert: venv $(BENCH_VENV)/.installed ## gt2seg convert vs bare Pillow, 1
 
 bench-import: venv $(BENCH_VENV)/.installed ## gt2seg import pets vs bare decode+encode; import voc vs Datumaro (.venv-bench)
 	$(PY) benchmarks/bench_import.py --datumaro $(BENCH_VENV)/bin/python $(BENCH_ARGS)
+
+bench-import-coco: venv $(BENCH_VENV)/.installed ## gt2seg import coco at 1024x768 vs pycocotools annToMask + PNG; vs Datumaro coco -> voc (.venv-bench)
+	$(PY) benchmarks/bench_import_coco.py --datumaro $(BENCH_VENV)/bin/python $(BENCH_ARGS)
 
 bench-reliability: venv ## gt2seg convert: bad inputs -> one-line errors, kill -9 points -> identical re-runs
 	$(PY) benchmarks/reliability_gt2seg.py $(BENCH_ARGS)

@@ -32,7 +32,8 @@ from gt2seg.classes import IGNORE, ClassTable
 from gt2seg.errors import ConversionError, Gt2SegError, ItemError, MissingObjectError, StorageError
 from gt2seg.images import prepare_image
 from gt2seg.manifest import Manifest, Record, Skipped, read_manifest
-from gt2seg.masks import UNKNOWN_POLICIES, Entry, MaskPolicy, decode_mask, line_entries
+from gt2seg.drawing import Drawing, render, require_decoder
+from gt2seg.masks import UNKNOWN_POLICIES, Entry, MaskPolicy, decode_mask, drawn_mask, line_entries
 from gt2seg.reduce import Report, reduce
 from gt2seg.shards import ItemResult, ShardRecord, result_line, results_name, write_record, write_results
 
@@ -119,6 +120,12 @@ class Job:
     inputs: tuple[str, ...]
     sides: dict[int, str] | None = None  # line -> train | validation; None: gt2seg's seeded split
     root: str | None = None  # where relative refs resolve (an importer's SRC); None: the manifest's folder
+    # line -> the shapes a worker draws as that line's mask (gt2seg.drawing); its mask_ref then only names them
+    drawings: dict[int, Drawing] | None = None
+    # bad input found while reading (a shape, an id, a file): refused, or with --on-error skip left out and
+    # counted under each one's reason
+    errors: tuple[Skipped, ...] = ()
+    ref_roots: tuple[tuple[str, str], ...] = ()  # the source's own PREFIX=DIR rewrites, after --ref-root's
 
 
 @dataclass(frozen=True)
@@ -133,13 +140,14 @@ class _Task:
     num_classes: int
     cache: str
     fingerprint: str
+    drawing: Drawing | None = None
 
 
 @dataclass(frozen=True)
 class _Context:
     """What every item of a run shares, sent with each chunk: an item itself travels as a short tuple
-    (name, line, source ref, mask ref, index in `maps`, fixed side or None), from which the worker
-    builds its task (see _task)."""
+    (name, line, source ref, mask ref, index in `maps`, fixed side or None, drawing or None), from which
+    the worker builds its task (see _task)."""
 
     manifest: str
     root: str | None
@@ -158,6 +166,14 @@ _NAME = re.compile(r"[^A-Za-z0-9._-]+")
 def _stem(ref: str) -> str:
     """The ref's stem as a safe output name."""
     return (_NAME.sub("_", storage.stem(ref)).strip("._-") or "image")[:120]
+
+
+def parse_ref_root(value: str) -> tuple[str, str]:
+    """(PREFIX, DIR) of a `PREFIX=DIR` ref rewrite (--ref-root)."""
+    prefix, sep, root = value.partition("=")
+    if not sep or not prefix or not root:
+        raise Gt2SegError(f"{value!r}: expected PREFIX=DIR, e.g. s3://bucket/=./bucket-copy/")
+    return prefix, root
 
 
 def resolve_ref(ref: str, manifest_uri: str, ref_roots, root: str | None = None, links: bool = True) -> str:
@@ -241,13 +257,19 @@ def _convert_item(task: _Task, image_read, mask_read):
     record it wrote (a dict), or ('missing'|'error', line, message)."""
     try:
         image_bytes = image_read.result()
-        mask_bytes = mask_read.result()
         image = prepare_image(image_bytes, line=task.line, ref=task.source)
-        decoded = decode_mask(mask_bytes, task.entries, task.policy, image.size, line=task.line, ref=task.mask)
+        if task.drawing is None:
+            decoded = decode_mask(mask_read.result(), task.entries, task.policy, image.size, line=task.line,
+                                  ref=task.mask)
+        else:
+            decoded = drawn_mask(render(task.drawing, task.policy.alpha_threshold), task.entries, task.policy,
+                                 image.size, line=task.line, ref=task.mask)
     except MissingObjectError as exc:
         return ("missing", task.line, str(exc))
     except (ItemError, StorageError) as exc:
         return ("error", task.line, getattr(exc, "detail", str(exc)))
+    except ValueError as exc:  # a shape the drawing's decoders refuse (gt2seg.drawing.render)
+        return ("error", task.line, f"{task.drawing.what}: {exc}")
     counts = decoded.counts
     cache = Path(task.cache)
     layout.atomic_write(cache / f"{task.name}.jpg", image.data)
@@ -287,15 +309,16 @@ def _close_fetchers() -> None:
 def _task(item: tuple, context: _Context) -> _Task | tuple:
     """Worker: the item's task, or its outcome when it needs no conversion (cached) or cannot have one
     (a ref leading outside its folder through a symbolic link)."""
-    name, line, source_ref, mask_ref, colour_map, side = item
+    name, line, source_ref, mask_ref, colour_map, side, drawing = item
     try:
         source = resolve_ref(source_ref, context.manifest, context.ref_roots, context.root)
-        mask = resolve_ref(mask_ref, context.manifest, context.ref_roots, context.root)
+        mask = mask_ref if drawing else resolve_ref(mask_ref, context.manifest, context.ref_roots, context.root)
     except StorageError as exc:
         return ("error", line, str(exc))
     entries, settings = context.maps[colour_map]
+    version = drawing.digest if drawing else storage.version(mask)
     task = _Task(name, line, source, mask, entries, context.policy, context.palette, context.num_classes,
-                 context.cache, _fingerprint(source_ref, mask_ref, source, mask, settings))
+                 context.cache, _fingerprint(source_ref, mask_ref, source, version, settings), drawing)
     cached = _cached(task) if context.reuse else None
     return task if cached is None else ("cached", line, _result_line(cached, side))
 
@@ -323,7 +346,7 @@ def _convert_stream(items, context: _Context, prefetch: int):
         task = _task(item, context)
         if isinstance(task, tuple):
             return task, None, None, None
-        return task, item[-1], fetcher.fetch(task.source), fetcher.fetch(task.mask)
+        return task, item[5], fetcher.fetch(task.source), None if task.drawing else fetcher.fetch(task.mask)
 
     window = deque(started(item) for item in islice(pending, prefetch))
     while window:
@@ -352,11 +375,11 @@ def _cached(task: _Task) -> dict | None:
     return None
 
 
-def _fingerprint(source_ref: str, mask_ref: str, source: str, mask: str, settings: str) -> str:
+def _fingerprint(source_ref: str, mask_ref: str, source: str, mask_version: str, settings: str) -> str:
     """What an item's cached output depends on: its refs and, for local files, their size and
-    mtime (a file changed in place under the same ref is converted again), and the colour
-    map, options and palette."""
-    files = f"{source_ref}\0{mask_ref}\0{storage.version(source)}\0{storage.version(mask)}"
+    mtime (a file changed in place under the same ref is converted again; a drawn mask: its
+    drawing's digest), and the colour map, options and palette."""
+    files = f"{source_ref}\0{mask_ref}\0{storage.version(source)}\0{mask_version}"
     return hashlib.sha256(f"{files}\0{settings}".encode()).hexdigest()
 
 
@@ -450,6 +473,11 @@ def _job_identity(job: Job) -> str:
     if job.sides is not None:
         digest.update(json.dumps(sorted(job.sides.items())).encode())
     digest.update(json.dumps(["root", job.root]).encode())
+    if job.drawings is not None:
+        for line in sorted(job.drawings):
+            digest.update(f"{line}:{job.drawings[line].digest}".encode())
+    if job.errors:
+        digest.update(json.dumps([asdict(s) for s in job.errors]).encode())
     return digest.hexdigest()
 
 
@@ -496,11 +524,18 @@ def _map(job: Job, out: Path, options: ConvertOptions) -> tuple[ShardRecord, int
     policy = MaskPolicy(options.unknown_color, options.alpha_threshold, options.resize_masks)
     palette, cache = table.palette(), layout.cache_dir(out)
     root = job.root or storage.parent(manifest.uri)
+    ref_roots, drawings = options.ref_roots + job.ref_roots, job.drawings or {}
+    if drawings:
+        require_decoder()
     maps: dict = {}  # colour map -> its index in the context's maps: lines with the same map share them
     map_of: dict[int, int] = {}  # id of a record's (shared) colour map -> that index: no tuple hashed per line
     shared_maps = []
     skipped: list[Skipped] = list(manifest.skipped)  # the job's own: the same in every shard
     errors: list[ItemError] = []
+    if options.on_error == "skip":
+        skipped += job.errors
+    else:
+        errors += [ItemError(s.line, s.detail) for s in job.errors]
     seen_sources: dict[str, int] = {}
     records, name_of = manifest.records, _assign_names(manifest.records)
     members = array("I")  # this shard's items, as indices into records
@@ -514,8 +549,8 @@ def _map(job: Job, out: Path, options: ConvertOptions) -> tuple[ShardRecord, int
         if not _in_shard(name, shard):
             continue
         try:  # every ref is checked by its path before any item converts (symbolic links: by the workers)
-            for ref in (record.source_ref, record.mask_ref):
-                resolve_ref(ref, manifest.uri, options.ref_roots, root, links=False)
+            for ref in (record.source_ref, record.mask_ref)[:1 if record.line in drawings else 2]:
+                resolve_ref(ref, manifest.uri, ref_roots, root, links=False)
         except StorageError as exc:
             errors.append(ItemError(record.line, str(exc)))
             continue
@@ -530,14 +565,14 @@ def _map(job: Job, out: Path, options: ConvertOptions) -> tuple[ShardRecord, int
     if errors and options.on_error == "fail":
         raise ConversionError(errors)
 
-    context = _Context(manifest.uri, root, options.ref_roots, tuple(shared_maps), policy, palette,
+    context = _Context(manifest.uri, root, ref_roots, tuple(shared_maps), policy, palette,
                        len(table.classes), str(cache), cache.is_dir())
     with layout.writing(cache, "create"):
         cache.mkdir(parents=True, exist_ok=True)
     members = array("I", sorted(members, key=lambda index: name_of(records[index])))
     sides = job.sides
     items = ((name_of(r), r.line, r.source_ref, r.mask_ref, map_of[id(r.color_map)],
-              None if sides is None else sides[r.line])
+              None if sides is None else sides[r.line], drawings.get(r.line))
              for r in map(records.__getitem__, members))
     outcomes: Counter = Counter()
     item_skipped: list[Skipped] = []  # this shard's items left out

@@ -6,6 +6,12 @@ class Gt2SegError(Exception):
     """Base class: every failure gt2seg reports on purpose."""
 
 
+def install_extra_hint(extra: str) -> str:
+    """The command that installs one of setup.cfg's extras. gt2seg is not on the package index (and `seg` there
+    is another project), so it is an editable install run in a checkout of this repository."""
+    return f"from a checkout of gt2seg: pip install -e '.[{extra}]'"
+
+
 class StorageError(Gt2SegError):
     """An object could not be read or written (missing, denied, bad URI)."""
 

@@ -78,11 +78,12 @@ MAX_LISTED = 20
 def inspect_source(src: str, format: str | None = None, settings: dict | None = None) -> SourceReport:
     """Read dataset `src` (format detected when not given) as its importer would; layout errors are problems."""
     from gt2seg.errors import SourceError
-    from gt2seg.importers import detect, read_source
+    from gt2seg.importers import archive, detect, read_source
 
     try:
-        format = format or detect(src)
-        job = read_source(format, src, settings)
+        with archive.readable(src) as folder:
+            format = format or detect(folder)
+            job = read_source(format, folder, settings)
     except (SourceError, StorageError) as exc:
         return SourceReport(str(src), format or "unknown", 0, None, [], {}, [], [str(exc)], [])
     manifest = job.manifest
@@ -90,7 +91,11 @@ def inspect_source(src: str, format: str | None = None, settings: dict | None = 
     if job.sides is not None:
         splits = {side: sum(1 for s in job.sides.values() if s == side) for side in SIDES}
     return SourceReport(
-        source=manifest.uri, format=format, items=len(manifest.records), splits=splits,
+        source=str(src) if archive.is_archive(src) else manifest.uri, format=format, items=len(manifest.records),
+        splits=splits,
         classes=[c.to_dict() for c in job.table.classes], skipped_by_reason=manifest.skipped_by_reason(),
-        skipped=[asdict(s) for s in manifest.skipped[:MAX_LISTED]], problems=[], warnings=list(job.table.warnings),
+        skipped=[asdict(s) for s in manifest.skipped[:MAX_LISTED]],
+        problems=[f"line {e.line}: {e.detail}" for e in job.errors[:MAX_LISTED]]  # refused unless --on-error skip
+        + ([f"... and {len(job.errors) - MAX_LISTED} more"] if len(job.errors) > MAX_LISTED else []),
+        warnings=list(job.table.warnings),
     )

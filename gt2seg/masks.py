@@ -335,6 +335,19 @@ def decode_mask(data: bytes, entries, policy: MaskPolicy, image_size, *, line: i
         pixels, decoder = _colour_pixels(img, data, line, ref)
         out, route, transparent, unknown, counts = _decode_colour(img, pixels, entries, policy, line, ref)
 
+    return _fitted(out, route, transparent, unknown, counts, policy, image_size, line, ref)
+
+
+def drawn_mask(keys: np.ndarray, entries, policy: MaskPolicy, image_size, *, line: int, ref: str) -> DecodedMask:
+    """Global-index mask of an array of colour-map keys an importer drew (gt2seg.drawing): the index route,
+    without a file."""
+    runs, values, counts, used = _single(keys)
+    out, _, transparent, unknown, counts = _by_index(keys, runs, values, counts, used, entries, None, policy, line, ref)
+    return _fitted(out, "drawn", transparent, unknown, counts, policy, image_size, line, ref)
+
+
+def _fitted(out, route, transparent, unknown, counts, policy, image_size, line, ref) -> DecodedMask:
+    """The mask at the image's size: one value spread over it, resized when asked, else an error."""
     expanded = resized = False
     width, height = image_size
     if out.shape != (height, width):

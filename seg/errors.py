@@ -7,15 +7,11 @@ Some classes also derive from a builtin (`ValueError`, ...) where callers alread
 """
 from __future__ import annotations
 
+from gt2seg.errors import install_extra_hint
+
 
 class SegError(Exception):
     """Root: a failure seg reports on purpose, with what went wrong and the fix."""
-
-
-def install_extra_hint(extra: str) -> str:
-    """The command that installs one of setup.cfg's extras. gt2seg is not on the package index (and `seg` there
-    is another project), so it is an editable install run in a checkout of this repository."""
-    return f"from a checkout of gt2seg: pip install -e '.[{extra}]'"
 
 
 class MissingExtraError(SegError):

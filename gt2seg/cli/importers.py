@@ -15,7 +15,7 @@ from gt2seg.importers.base import Param
 
 def format_option(param: Param, with_default: bool = True):
     default = f"[default: {param.default}]" if with_default and param.default else ""
-    return click.option(param.flag, param.name, default=None, metavar=param.metavar,
+    return click.option(param.flag, param.name, default=None, metavar=param.metavar, multiple=param.multiple,
                         type=click.Choice(param.choices) if param.choices else None,
                         help=f"{param.help} {default}".strip())
 
@@ -38,7 +38,8 @@ def _command(importer):
 
 @click.group("import")
 def import_():
-    """Import a public dataset (SRC: a folder or s3:// prefix) into the SageMaker layout in OUT."""
+    """Import a public dataset or a labeling tool's export (SRC: a folder, s3:// prefix, or a .zip of one) into
+    the SageMaker layout in OUT."""
 
 
 for _importer in importers().values():

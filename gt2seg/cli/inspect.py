@@ -24,6 +24,10 @@ def _is_manifest(src: str) -> bool:
 
     from gt2seg import storage
 
+    from gt2seg.importers.archive import is_archive
+
+    if is_archive(src):  # a zipped export
+        return False
     return storage.exists(src) if storage.is_s3(src) else Path(src).is_file()
 
 
@@ -75,11 +79,11 @@ def _command(func):
 @friendly
 def inspect(source, format_, label_attributes, as_json, **settings):
     """Count items, classes and problems in SOURCE: a labeling job's manifest, or a dataset folder (path or
-    s3:// URI) that `gt2seg import` reads; the import options read it as the import would."""
+    s3:// URI, or a .zip of one) that `gt2seg import` reads; the import options read it as the import would."""
     from gt2seg.inspect import inspect_manifest, inspect_source
 
     if format_ == "manifest" or (format_ is None and _is_manifest(source)):
-        given = [f"--{name.replace('_', '-')}" for name, value in settings.items() if value is not None]
+        given = [f"--{name.replace('_', '-')}" for name, value in settings.items() if value not in (None, ())]
         if given:
             raise click.UsageError(f"{', '.join(given)} read a dataset folder; {source} is a manifest")
         report, summary = inspect_manifest(source, label_attributes).to_dict(), _manifest_summary

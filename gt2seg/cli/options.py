@@ -36,13 +36,12 @@ def emit(data: dict, as_json: bool, summary) -> None:
 
 
 def _ref_root(ctx, param, values):
-    pairs = []
-    for value in values:
-        prefix, sep, root = value.partition("=")
-        if not sep or not prefix or not root:
-            raise click.BadParameter(f"{value!r}: expected PREFIX=DIR, e.g. s3://bucket/=./bucket-copy/")
-        pairs.append((prefix, root))
-    return tuple(pairs)
+    from gt2seg.convert import parse_ref_root
+
+    try:
+        return tuple(parse_ref_root(value) for value in values)
+    except Gt2SegError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _shard(ctx, param, value):

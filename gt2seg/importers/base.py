@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from gt2seg import storage
-from gt2seg.classes import ClassTable
+from gt2seg.classes import BACKGROUND, IGNORE, MAX_CLASSES, ClassTable, is_background
 from gt2seg.errors import MissingObjectError, SourceError
 from gt2seg.manifest import SEG_TYPE, Attribute, ColorEntry, Manifest, Record, Skipped
 
 if TYPE_CHECKING:
     from gt2seg.convert import Job
+    from gt2seg.drawing import Drawing
 
 RESOURCE_FORK = "._"  # macOS AppleDouble files that archives made on a Mac carry next to each file
 
@@ -33,6 +34,7 @@ class Param:
     default: str | None = None
     choices: tuple[str, ...] = ()
     metavar: str | None = None
+    multiple: bool = False  # repeatable: the value is a tuple of the values given
 
     @property
     def flag(self) -> str:
@@ -121,30 +123,66 @@ class Items:
     records: list[Record] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     sides: dict[int, str] = field(default_factory=dict)
+    drawings: dict[int, "Drawing"] = field(default_factory=dict)
+    errors: list[Skipped] = field(default_factory=list)
     _maps: dict = field(default_factory=dict)
 
     @property
     def attribute(self) -> str:
         return f"{self.format}-ref"
 
-    def add(self, line: int, image: str, mask: str, color_map: tuple[ColorEntry, ...], side: str | None = None):
+    def add(self, line: int, image: str, mask: str, color_map: tuple[ColorEntry, ...], side: str | None = None,
+            drawing: "Drawing | None" = None):
+        """An item; with a drawing, `mask` only names where its shapes come from (see gt2seg.drawing)."""
         self.records.append(Record(line, image, self.attribute, mask, self._maps.setdefault(color_map, color_map)))
         if side is not None:
             self.sides[line] = side
+        if drawing is not None:
+            self.drawings[line] = drawing
 
     def skip(self, line: int, reason: str, detail: str) -> None:
+        """Left out and counted, whatever --on-error says (what the dataset's own layout leaves unlabeled)."""
         self.skipped.append(Skipped(line, reason, detail))
 
-    def job(self, source: Source, table: ClassTable, official: bool) -> "Job":
+    def invalid(self, line: int, reason: str, detail: str) -> None:
+        """Bad input: refuses the import, or with --on-error skip is left out and counted under `reason`."""
+        self.errors.append(Skipped(line, reason, detail))
+
+    def job(self, source: Source, table: ClassTable, official: bool,
+            ref_roots: tuple[tuple[str, str], ...] = ()) -> "Job":
         from gt2seg.convert import Job
 
         if not self.records:
-            reasons = sorted({s.reason for s in self.skipped})
-            raise SourceError(f"{source.root}: no item to import (skipped: {', '.join(reasons) or 'none found'})")
-        manifest = Manifest(source.root, len(self.records) + len(self.skipped), self.records, self.skipped,
+            reasons = sorted({s.reason for s in self.skipped + self.errors})
+            raise SourceError(f"{source.root}: no item to import (skipped: {', '.join(reasons) or 'none found'})"
+                              + "".join(f"; line {e.line}: {e.detail}" for e in self.errors[:3]))
+        lines = len(self.records) + len(self.skipped) + len(self.errors)
+        manifest = Manifest(source.root, lines, self.records, self.skipped,
                             {self.attribute: Attribute(self.attribute, SEG_TYPE, len(self.records))},
                             [self.attribute])
-        return Job(manifest, table, (source.root,), dict(self.sides) if official else None, source.root)
+        return Job(manifest, table, (source.root, *(root for _, root in ref_roots)),
+                   dict(self.sides) if official else None, source.root, dict(self.drawings) if self.drawings else None,
+                   tuple(sorted(self.errors, key=lambda e: e.line)), tuple(ref_roots))
+
+
+def class_table(classes: list[tuple[str, str | None]]) -> tuple[ClassTable, tuple[ColorEntry, ...]]:
+    """The fixed table of `classes` ([(name, '#rrggbb' or None)]) and the colour map whose key i is classes[i].
+    The first class is index 0, unless one is named `background` (any case), which then takes index 0 and the
+    others keep their order; names must be unique and fit the built-in algorithm's masks."""
+    names = [name for name, _ in classes]
+    if len(names) > MAX_CLASSES:
+        raise SourceError(f"{len(names)} classes: at most {MAX_CLASSES} fit the built-in algorithm's masks "
+                          f"({IGNORE} is the ignore label)")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SourceError(f"class {duplicates[0]!r} is listed twice; class names must be unique")
+    order = sorted(range(len(classes)), key=lambda i: not is_background(names[i]))
+    table_names = [BACKGROUND if is_background(names[i]) else names[i] for i in order]
+    table = ClassTable.fixed(table_names, [classes[i][1] for i in order] if all(c for _, c in classes) else ())
+    colour = {name: int(color[1:], 16) for name, color in classes if color}
+    color_map = tuple(ColorEntry(key, name, f"#{colour[name]:06x}" if name in colour else None)
+                      for key, name in enumerate(names))
+    return table, color_map
 
 
 @dataclass(frozen=True)
@@ -162,6 +200,9 @@ class Importer:
         out = {}
         for p in self.params:
             value = given.get(p.name)
+            if p.multiple:
+                out[p.name] = tuple(value or ())
+                continue
             value = p.default if value is None else value
             if p.choices and value not in p.choices:
                 raise SourceError(f"{p.flag} must be one of {', '.join(p.choices)}, got {value!r}")

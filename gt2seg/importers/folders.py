@@ -12,10 +12,8 @@ from __future__ import annotations
 import re
 
 from gt2seg import jsonl, storage
-from gt2seg.classes import BACKGROUND, IGNORE, MAX_CLASSES, ClassTable, is_background
 from gt2seg.errors import JsonLineError, SourceError
-from gt2seg.importers.base import Importer, Items, Param, Source, is_resource_fork, list_rows
-from gt2seg.manifest import ColorEntry
+from gt2seg.importers.base import Importer, Items, Param, Source, class_table, is_resource_fork, list_rows
 
 _HEX = re.compile(r"#[0-9a-fA-F]{6}")
 LAYOUT = "an image folder and a mask folder whose files pair by stem (see --images, --masks)"
@@ -47,23 +45,6 @@ def _color_table(source: Source, relative: str) -> list[tuple[str, str | None]]:
     return out
 
 
-def _table(classes: list[tuple[str, str | None]]) -> tuple[ClassTable, tuple[ColorEntry, ...]]:
-    names = [name for name, _ in classes]
-    if len(names) > MAX_CLASSES:
-        raise SourceError(f"{len(names)} classes: at most {MAX_CLASSES} fit the built-in algorithm's masks "
-                          f"({IGNORE} is the ignore label)")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise SourceError(f"class {duplicates[0]!r} is listed twice; class names must be unique")
-    order = sorted(range(len(classes)), key=lambda i: not is_background(names[i]))
-    table_names = [BACKGROUND if is_background(names[i]) else names[i] for i in order]
-    table = ClassTable.fixed(table_names, [classes[i][1] for i in order] if all(c for _, c in classes) else ())
-    colour = {name: int(color[1:], 16) for name, color in classes if color}
-    color_map = tuple(ColorEntry(key, name, f"#{colour[name]:06x}" if name in colour else None)
-                      for key, name in enumerate(names))
-    return table, color_map
-
-
 def _by_stem(source: Source, folder: str, items: Items, what: str) -> dict[str, str]:
     """stem -> file under folder; stems found twice are counted skips naming both files."""
     found: dict[str, list[str]] = {}
@@ -88,7 +69,7 @@ def read(source: Source, settings: dict):
                else _color_table(source, settings["color_table"]))
     if not classes:
         raise SourceError("the class list or colour table names no class")
-    table, color_map = _table(classes)
+    table, color_map = class_table(classes)
     items = Items("mask")
     images = _by_stem(source, settings["images"], items, "images")
     masks = _by_stem(source, settings["masks"], items, "masks")

@@ -78,7 +78,9 @@ def read(source: Source, settings: dict):
 
 
 def detect(source: Source) -> bool:
-    return any(source.has_folder(root + "JPEGImages") and source.has_folder(root + SETS) for root in ROOTS)
+    """VOC's folders without a labelmap.txt (with one, it is a CVAT export: gt2seg.importers.cvat)."""
+    return any(source.has_folder(root + "JPEGImages") and source.has_folder(root + SETS)
+               and root + "labelmap.txt" not in source.files for root in ROOTS)
 
 
 IMPORTER = Importer(

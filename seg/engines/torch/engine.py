@@ -38,7 +38,8 @@ def torch_device(device: str = "auto") -> torch.device:
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise DeviceError("device=gpu but torch sees no CUDA GPU (a CPU build of torch, or no CUDA device); use "
-                          "device=cpu or device=auto, or install a CUDA build of torch on a GPU host")
+                          "device=cpu or device=auto, or on a GPU host install torch's CUDA build (pip install torch, "
+                          "which on Linux is the CUDA build; TORCH_SPEC= for make)")
     index = int(number) if number else int(os.environ.get("LOCAL_RANK", "0"))
     return torch.device("cuda", index % torch.cuda.device_count())
 
