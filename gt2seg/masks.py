@@ -75,7 +75,7 @@ class DecodedMask:
     transparent_pixels: int
     unknown_pixels: int
     counts: tuple[int, ...]  # pixels per value 0..255 of `array`, known from the decode (no second pass)
-    decoder: str  # which decoder gave the pixels: unfiltered (gt2seg.png's inflate) | libspng | pillow
+    decoder: str  # what gave the pixels: unfiltered (gt2seg.png's inflate) | libspng | pillow | drawing (no file)
 
 
 def _hex(color: int) -> str:
@@ -335,7 +335,7 @@ def decode_mask(data: bytes, entries, policy: MaskPolicy, image_size, *, line: i
         pixels, decoder = _colour_pixels(img, data, line, ref)
         out, route, transparent, unknown, counts = _decode_colour(img, pixels, entries, policy, line, ref)
 
-    return _fitted(out, route, transparent, unknown, counts, policy, image_size, line, ref)
+    return _fitted(out, route, decoder, transparent, unknown, counts, policy, image_size, line, ref)
 
 
 def drawn_mask(keys: np.ndarray, entries, policy: MaskPolicy, image_size, *, line: int, ref: str) -> DecodedMask:
@@ -343,10 +343,10 @@ def drawn_mask(keys: np.ndarray, entries, policy: MaskPolicy, image_size, *, lin
     without a file."""
     runs, values, counts, used = _single(keys)
     out, _, transparent, unknown, counts = _by_index(keys, runs, values, counts, used, entries, None, policy, line, ref)
-    return _fitted(out, "drawn", transparent, unknown, counts, policy, image_size, line, ref)
+    return _fitted(out, "drawn", "drawing", transparent, unknown, counts, policy, image_size, line, ref)
 
 
-def _fitted(out, route, transparent, unknown, counts, policy, image_size, line, ref) -> DecodedMask:
+def _fitted(out, route, decoder, transparent, unknown, counts, policy, image_size, line, ref) -> DecodedMask:
     """The mask at the image's size: one value spread over it, resized when asked, else an error."""
     expanded = resized = False
     width, height = image_size

@@ -1,1 +1,2 @@
-"""Networks (FCN / PSP / DeepLabV3 on GluonCV ResNets), pretrained backbones and the model artifact (MXNet)."""
+"""The model, independent of the engine that runs it: architecture, parameter files, the built-in's artifact, pretrained
+backbones, export and quantization."""

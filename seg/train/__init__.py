@@ -1,1 +1,2 @@
-"""Training: the loop, checkpoints and early stopping, multi-host sync, and the entry points (MXNet)."""
+"""Training, once for every engine: the loop, the learning-rate schedule, checkpoints and early stopping, the
+process's place in a multi-process job, and the entry points."""

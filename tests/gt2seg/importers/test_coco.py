@@ -173,8 +173,8 @@ def test_without_pycocotools_the_import_says_which_extra_brings_it(tmp_path):
     result = subprocess.run([sys.executable, "-c", code, "import", "coco", tmp_path / "src", tmp_path / "out"],
                             capture_output=True, text=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == ("Error: drawing COCO and Label Studio masks needs pycocotools: "
-                                                      "pip install 'gt2seg[importers]'")
+    assert result.stderr.strip().splitlines()[-1] == ("Error: drawing COCO and Label Studio masks needs pycocotools; "
+                                                      "from a checkout of gt2seg: pip install -e '.[importers]'")
 
 
 def test_the_bundled_coco_fixture_imports_with_pycocotools_pixels(tmp_path):
