@@ -32,10 +32,16 @@ def shapes(arrays):
 @pytest.mark.mxnet
 @pytest.mark.parametrize("arch", ARCHITECTURES, ids=arch_id)
 def test_names_shapes_and_order_equal_the_mxnet_network(arch):
-    from seg.models import builtin
+    from seg.config import parse_hyperparameters
+    from seg.engines.mxnet.nets import build_network
+    from seg.models.arch import parameter_shapes
 
-    mxnet = list(builtin.expected_shapes(arch).items())  # `_collect_params_with_prefix()` of seg's MXNet network
+    hp = parse_hyperparameters({"num_classes": arch.num_classes, "num_training_samples": 2, "backbone": arch.backbone,
+                                "algorithm": arch.algorithm, "use_pretrained_model": False})
+    net = build_network(hp, arch=arch)
+    mxnet = [(name, tuple(p.shape)) for name, p in net._collect_params_with_prefix().items()]
     assert list(expected_shapes(arch).items()) == mxnet
+    assert list(parameter_shapes(arch).items()) == mxnet  # the engine-free table both engines are checked against
     if arch.backbone != "resnet-101" or arch.algorithm == "fcn":  # building ResNet-101s for real adds nothing
         assert shapes(to_gluon(build(arch))) == mxnet
 
