@@ -227,10 +227,14 @@ def distributed(hp: Hyperparameters, resource: Optional[dict]):
         return
     servers = start_parameter_servers(resource)
     kv = mx.kv.create(hp.kvstore if hp.kvstore.startswith("dist") else "dist_sync")
+    dist = Distributed(kv.rank, kv.num_workers, kv)
     try:
-        yield Distributed(kv.rank, kv.num_workers, kv)
+        yield dist
     finally:
-        del kv  # the worker leaves the cluster (ps-lite finalize), which lets servers and scheduler exit
+        # the last reference goes (the caller's `dist` holds it too): the worker leaves the cluster (ps-lite
+        # finalize), which lets servers and scheduler exit; while one is left, all of them wait for ever
+        dist.handle = None
+        del kv
         gc.collect()
         _stop(servers)
 
