@@ -46,6 +46,11 @@ def contexts(device: str = "auto") -> list:
     return ctx
 
 
+def check_device(device: str = "auto") -> None:
+    """DeviceError now when `device` is one MXNet cannot use (before a job reads data or fetches weights)."""
+    contexts(device)
+
+
 def _set_weights(net, arch: Architecture, weights: dict, ctx, where: str) -> None:
     """Load GluonCV name → array into `net` strictly (through a temporary file: Gluon's loader checks names)."""
     import tempfile
