@@ -4,8 +4,6 @@ The built-in's model.tar.gz holds model_algo-1 (GluonCV `save_parameters`), mode
 hyperparams.json (docs/CONTRACTS.md, "The built-in's model artifact"); `demo_mask` is GluonCV's own inference (`demo()`, argmax).
 """
 import io
-import json
-import tarfile
 from unittest import mock
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from gluoncv.model_zoo import FCN, PSPNet, DeepLabV3, segbase
 from gluoncv.model_zoo.resnetv1b import resnet50_v1b, resnet101_v1b
 from PIL import Image
 
+from artifacts import builtin_hyperparameters, tar_builtin_model  # noqa: F401 (builtin_hyperparameters: re-exported)
 from seg.data.transforms import normalize
 
 GLUONCV = {"fcn": FCN, "psp": PSPNet, "deeplab": DeepLabV3}
@@ -40,20 +39,7 @@ def write_builtin_model(folder, net, hyperparameters=None) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     net.save_parameters(str(folder / "model_algo-1"))
-    (folder / "model_best.params").write_bytes((folder / "model_algo-1").read_bytes())
-    names = ["model_algo-1", "model_best.params"]
-    if hyperparameters is not None:
-        (folder / "hyperparams.json").write_text(json.dumps({k: str(v) for k, v in hyperparameters.items()}))
-        names.append("hyperparams.json")
-    with tarfile.open(folder / "model.tar.gz", "w:gz") as tar:
-        for name in names:
-            tar.add(folder / name, arcname=name)
-    return folder / "model.tar.gz"
-
-
-def builtin_hyperparameters(algorithm, num_classes=4, crop_size=64):
-    return {"backbone": "resnet-50", "algorithm": algorithm, "num_classes": num_classes, "crop_size": crop_size,
-            "use_pretrained_model": "True", "num_training_samples": 8, "epochs": 10}
+    return tar_builtin_model(folder, hyperparameters)
 
 
 def demo_mask(net, rgb) -> np.ndarray:

@@ -39,3 +39,10 @@ def require_nginx() -> None:
         find_nginx()
     except ServeConfigError:
         require_program(False, "nginx", "nginx")
+
+
+def require_engine(name: str) -> None:
+    """The `name` engine's framework importable, else a skip: MXNet (the cpu extra) may be missing off CI and on the
+    CI runs meant to lack it (SEG_TESTS_WITHOUT_MXNET); the torch extra is always installed for the tests."""
+    if name == "mxnet" and (not os.environ.get("CI") or os.environ.get("SEG_TESTS_WITHOUT_MXNET")):
+        pytest.importorskip("mxnet", reason="the mxnet engine needs the cpu extra (Python <= 3.11)")

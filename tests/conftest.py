@@ -89,9 +89,10 @@ def _engine_of_the_test(request, monkeypatch):
 def seg_engine(request, monkeypatch):
     """Run a test on each engine: `pytestmark = [pytest.mark.usefixtures("seg_engine"), pytest.mark.parametrize(
     "seg_engine", ENGINES, indirect=True)]`; SEG_ENGINE is set for the test and the CLIs it starts."""
+    from ci_skips import require_engine
+
     name = getattr(request, "param", "torch")
-    if name == "mxnet" and (not os.environ.get("CI") or os.environ.get("SEG_TESTS_WITHOUT_MXNET")):
-        pytest.importorskip("mxnet", reason="the mxnet engine needs the cpu extra (Python <= 3.11)")
+    require_engine(name)
     monkeypatch.setenv("SEG_ENGINE", name)
     return name
 

@@ -24,6 +24,7 @@ from seg.models.builtin import (
     write_builtin_form,
 )
 from seg.models.arch import Architecture, architecture_for
+from seg.models.params import TORCH_CHECKPOINT, is_torch_checkpoint
 
 PARAMS, HYPERPARAMETERS, CLASSES = "model.params", "hyperparameters.json", CLASSES_JSON
 
@@ -100,7 +101,22 @@ def extract_tarball(tarball: Path, dest: Path) -> None:
             Path(dest).mkdir(parents=True, exist_ok=True)
             tar.extractall(dest, members=members, filter="data")
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise ModelError(f"{tarball}: not a readable model.tar.gz ({exc})") from None
+        raise ModelError(f"{tarball}: {_why_not_a_tarball(tarball, exc)}") from None
+
+
+def _why_not_a_tarball(tarball: Path, exc: Exception) -> str:
+    """One line: what the file that tarfile could not read is instead."""
+    try:
+        with open(tarball, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        head = b""
+    if is_torch_checkpoint(head):
+        return TORCH_CHECKPOINT
+    if isinstance(exc, tarfile.ReadError) and "\n" in str(exc):  # tarfile lists each compression it tried
+        return ("not a readable model.tar.gz (no tar archive, compressed or not); pass the model.tar.gz or the "
+                "folder a training job wrote")
+    return f"not a readable model.tar.gz ({' '.join(str(exc).split())})"
 
 
 @dataclass

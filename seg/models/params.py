@@ -68,6 +68,15 @@ def _read_array(r: _Reader, index: int) -> np.ndarray:
     return np.frombuffer(r.raw(count * dtype.itemsize), dtype=dtype).reshape(shape).copy()
 
 
+TORCH_CHECKPOINT = ("a PyTorch checkpoint (torch.save), not a seg or built-in model; seg's model file is MXNet's "
+                    "parameter format (model_algo-1, model.params), whichever engine trained it")
+
+
+def is_torch_checkpoint(head: bytes) -> bool:
+    """Whether a file starting with `head` is what torch.save writes: a zip archive, or a pickle (before torch 1.6)."""
+    return head[:2] == b"PK" or head[:1] == b"\x80"
+
+
 def read_params(path) -> "OrderedDict[str, np.ndarray]":
     """name → array of an MXNet parameter file, in the file's order (names as written, "arg:"/"aux:" kept)."""
     try:
@@ -75,9 +84,8 @@ def read_params(path) -> "OrderedDict[str, np.ndarray]":
     except OSError as exc:
         raise ModelError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     r = _Reader(data, path)
-    if data[:2] == b"PK" or data[:1] == b"\x80":
-        raise ModelError(f"{path}: a PyTorch checkpoint (torch.save), not a seg or built-in model; seg's model file "
-                         "is MXNet's parameter format (model_algo-1, model.params), whichever engine trained it")
+    if is_torch_checkpoint(data):
+        raise ModelError(f"{path}: {TORCH_CHECKPOINT}")
     if len(data) < 16 or r.take("<Q") != LIST_MAGIC:
         raise ModelError(f"{path}: not an MXNet parameter file (no NDArray-list header); pass model_algo-1, "
                          "model.params or a file written by save_parameters / mx.nd.save")

@@ -106,6 +106,7 @@ def train(
     (rank of workers) of the training pairs. A device the engine cannot use fails here, before any work.
     """
     backend = load_engine(engine)
+    backend.check_device(device)
     model_dir = Path(model_dir)
     np.random.seed(hp.seed)
     workers = dist.workers if dist is not None else 1

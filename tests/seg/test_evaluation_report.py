@@ -1,4 +1,5 @@
-"""seg evaluate --report and training curves: the evaluation page, checked in headless Chromium."""
+"""seg evaluate --report and training curves: the evaluation page, checked in headless Chromium. On the default
+engine (torch): the report is made from what any engine's training and prediction return."""
 import json
 import subprocess
 import sys
@@ -11,8 +12,6 @@ from PIL import Image
 from browser import browser, look  # noqa: F401 (fixture)
 from synthdata import CLASSES, write_layout
 
-pytest.importorskip("mxnet")
-pytestmark = pytest.mark.mxnet
 SEG = str(Path(sys.executable).parent / "seg")
 TINY = {"backbone": "resnet-18", "algorithm": "fcn", "use_pretrained_model": "False", "crop_size": "32",
         "base_size": "32", "mini_batch_size": "4", "validation_mini_batch_size": "3", "optimizer": "adam",

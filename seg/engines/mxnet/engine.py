@@ -46,6 +46,11 @@ def contexts(device: str = "auto") -> list:
     return ctx
 
 
+def check_device(device: str = "auto") -> None:
+    """DeviceError now when `device` is one MXNet cannot use (before a job reads data or fetches weights)."""
+    contexts(device)
+
+
 def _set_weights(net, arch: Architecture, weights: dict, ctx, where: str) -> None:
     """Load GluonCV name → array into `net` strictly (through a temporary file: Gluon's loader checks names)."""
     import tempfile
@@ -227,10 +232,14 @@ def distributed(hp: Hyperparameters, resource: Optional[dict]):
         return
     servers = start_parameter_servers(resource)
     kv = mx.kv.create(hp.kvstore if hp.kvstore.startswith("dist") else "dist_sync")
+    dist = Distributed(kv.rank, kv.num_workers, kv)
     try:
-        yield Distributed(kv.rank, kv.num_workers, kv)
+        yield dist
     finally:
-        del kv  # the worker leaves the cluster (ps-lite finalize), which lets servers and scheduler exit
+        # the last reference goes (the caller's `dist` holds it too): the worker leaves the cluster (ps-lite
+        # finalize), which lets servers and scheduler exit; while one is left, all of them wait for ever
+        dist.handle = None
+        del kv
         gc.collect()
         _stop(servers)
 

@@ -44,6 +44,11 @@ def torch_device(device: str = "auto") -> torch.device:
     return torch.device("cuda", index % torch.cuda.device_count())
 
 
+def check_device(device: str = "auto") -> None:
+    """DeviceError now when `device` is one torch cannot use (before a job reads data or fetches weights)."""
+    torch_device(device)
+
+
 def network(arch: Architecture, weights: Optional[dict], where: str, aux_output: bool = False) -> torch.nn.Module:
     """The network of `arch` (initialised as the MXNet engine initialises one), holding `weights` when given."""
     model = build(arch, aux_output=aux_output)

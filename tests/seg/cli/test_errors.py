@@ -47,6 +47,11 @@ def test_missing_extra_says_what_to_install(tmp_path, module, command):
     assert f"this needs {module}" in result.stderr
     assert "from a checkout of gt2seg: pip install -e '.[cpu]'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    if module == "mxnet":  # an engine: which Pythons its extra installs on, and this one
+        here = "%d.%d" % sys.version_info[:2]
+        assert "the 'cpu' extra installs on Python 3.9 to 3.11" in result.stderr
+        assert f"(this is Python {here})" in result.stderr
+        assert not (tmp_path / "m").exists()
 
 
 def test_the_extra_a_missing_module_names_is_in_setup_cfg_and_installs_that_module():

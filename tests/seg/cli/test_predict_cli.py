@@ -1,4 +1,6 @@
-"""`seg predict` as a batch tool: a folder or an s3:// prefix in, masks and Batch Transform outputs out."""
+"""`seg predict` as a batch tool: a folder or an s3:// prefix in, masks and Batch Transform outputs out.
+
+The outputs on each engine; the inputs and failures, which no engine sees, on the default one (torch)."""
 import io
 import json
 import subprocess
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytestmark = pytest.mark.mxnet
+from seg.engines import ENGINES
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,8 @@ def seg(*args):
     return subprocess.run([sys.executable, "-m", "seg.cli", *map(str, args)], capture_output=True, text=True)
 
 
-def test_batch_out_writes_one_png_response_per_input_matching_the_mask(tmp_path, model):
+@pytest.mark.parametrize("seg_engine", ENGINES, indirect=True)
+def test_batch_out_writes_one_png_response_per_input_matching_the_mask(tmp_path, model, seg_engine):
     images = _images(tmp_path / "in")
     result = seg("predict", model, images, "--out", tmp_path / "masks", "--batch-out", tmp_path / "batch", "--json")
     assert result.returncode == 0, result.stderr

@@ -1,8 +1,9 @@
 """`seg serve` over real HTTP on 127.0.0.1: gunicorn in a subprocess, a random-weight model, every status code.
 
-The server runs with SAGEMAKER_MAX_PAYLOAD_IN_MB=1 and --max-pixels 10000 so the 413 paths cost little; the
-test images are 64x48. Protobuf responses are unframed with MXNet's own RecordIO reader, as the AWS notebook
-does, and decoded with the independent wire reader of test_serve_records.
+The server runs on the torch engine (the default; the MXNet engine's serving: test_serve_builtin, test_serve_app)
+with SAGEMAKER_MAX_PAYLOAD_IN_MB=1 and --max-pixels 10000 so the 413 paths cost little; the test images are 64x48.
+Protobuf responses are unframed with seg's RecordIO reader (and, where MXNet is installed, with MXNet's own, as the
+AWS notebook does) and decoded with the independent wire reader of test_serve_records.
 """
 import io
 import os
@@ -24,14 +25,12 @@ from ci_skips import require_nginx
 from test_serve_protocol import png_header_only
 from test_serve_records import decode_features
 
-pytestmark = pytest.mark.mxnet
-
 CLASSES = [{"index": 0, "name": "BACKGROUND", "color": "#ffffff"}, {"index": 1, "name": "road", "color": "#ff0000"},
            {"index": 2, "name": "car", "color": "#0000ff"}]
 ENV = {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "1", "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "3",
        "SAGEMAKER_BATCH_STRATEGY": "SINGLE_RECORD"}
 MAX_PIXELS = 10_000
-STARTUP_DEADLINE = 180  # seconds; two workers each import MXNet and load the model on a shared CPU
+STARTUP_DEADLINE = 180  # seconds; two workers each import the engine and load the model on a shared CPU
 
 
 def encode(array, fmt):
@@ -141,7 +140,7 @@ def model_dir(module_tmp):
 
 @pytest.fixture(scope="module")
 def server(model_dir):
-    srv = Server(model_dir, workers=2, extra_args=["--max-pixels", str(MAX_PIXELS)], env=ENV)
+    srv = Server(model_dir, workers=2, extra_args=["--max-pixels", str(MAX_PIXELS)], env={**ENV, "SEG_ENGINE": "torch"})
     try:
         yield srv.wait_ready()
     finally:
@@ -155,8 +154,17 @@ def invoke(server, body, content_type="image/jpeg", accept=None, timeout=60):
     return requests.post(f"{server.url}/invocations", data=body, headers=headers, timeout=timeout)
 
 
-def probabilities_like_the_notebook(body):
-    """Buffer to a file, read one record with mx.recordio.MXRecordIO, decode the Record, squeeze the batch axis."""
+def one_record(body):
+    """The payload of the response's one RecordIO record, unframed by seg's reader."""
+    from seg.pipe.recordio import iter_records
+
+    records = list(iter_records(io.BytesIO(body), source="response"))
+    assert len(records) == 1, "the response must hold exactly one record"
+    return records[0]
+
+
+def one_record_like_the_notebook(body):
+    """Buffer to a file and read one record with mx.recordio.MXRecordIO, as the AWS notebook does."""
     import mxnet as mx
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -167,6 +175,11 @@ def probabilities_like_the_notebook(body):
         payload = reader.read()
         assert reader.read() is None, "the response must hold exactly one record"
         reader.close()
+    return payload
+
+
+def probabilities(payload):
+    """Decode the Record, squeeze the batch axis: (shape, C×H×W probabilities)."""
     features = decode_features(payload)
     shape = features["shape"][1].tolist()
     return shape, features["target"][1].reshape(shape).squeeze(axis=0)
@@ -175,6 +188,14 @@ def probabilities_like_the_notebook(body):
 def test_ping_is_200_with_an_empty_body_once_loaded(server):
     response = requests.get(f"{server.url}/ping", timeout=5)
     assert response.status_code == 200 and response.content == b""
+
+
+def test_workers_run_the_torch_engine(server):
+    for pid in server.worker_pids():
+        with open(f"/proc/{pid}/maps") as fh:
+            libraries = {line.split()[-1].rsplit("/", 1)[-1] for line in fh if "/" in line}
+        assert any(name.startswith("libtorch_cpu") for name in libraries), sorted(libraries)
+        assert not any(name.startswith("libmxnet") for name in libraries)
 
 
 def test_execution_parameters_report_the_sagemaker_variables(server):
@@ -195,14 +216,14 @@ def test_png_response_is_a_class_index_mask_of_the_input_size(server, accept, fm
     assert set(np.unique(np.asarray(mask))) <= {0, 1, 2}
 
 
-def test_protobuf_response_decodes_as_the_notebook_does_and_agrees_with_the_png(server, model_dir):
+def test_protobuf_response_holds_the_models_probabilities_and_agrees_with_the_png(server, model_dir):
     from seg.serve.predictor import Predictor
 
     rgb = random_image(2)
     body = encode(rgb, "PNG")  # lossless, so the in-process reference sees the same pixels
     response = invoke(server, body, "image/png", "application/x-protobuf")
     assert response.status_code == 200 and response.headers["Content-Type"] == "application/x-protobuf"
-    shape, probs = probabilities_like_the_notebook(response.content)
+    shape, probs = probabilities(one_record(response.content))
     assert shape == [1, 3, 48, 64] and probs.dtype == np.float32
     assert probs.min() >= 0.0 and probs.max() <= 1.0
     np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)
@@ -211,8 +232,18 @@ def test_protobuf_response_decodes_as_the_notebook_does_and_agrees_with_the_png(
     recordio = invoke(server, body, "image/png", "application/x-recordio-protobuf")
     assert recordio.headers["Content-Type"] == "application/x-recordio-protobuf"
     assert recordio.content == response.content
-    reference = Predictor.load(model_dir).probabilities(rgb)  # the served numbers are the model's numbers
+    reference = Predictor.load(model_dir, engine="torch").probabilities(rgb)  # the served numbers are the model's
     np.testing.assert_allclose(probs, reference, atol=1e-4)
+
+
+@pytest.mark.mxnet
+def test_protobuf_response_unframes_with_mxnets_recordio_as_the_notebook_does(server):
+    from ci_skips import require_engine
+
+    require_engine("mxnet")
+    response = invoke(server, encode(random_image(2), "PNG"), "image/png", "application/x-protobuf")
+    assert response.status_code == 200
+    assert one_record_like_the_notebook(response.content) == one_record(response.content)
 
 
 def chunked(body):

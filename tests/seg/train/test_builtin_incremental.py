@@ -1,19 +1,23 @@
-"""Incremental training from a model written by the built-in algorithm (GluonCV PSPNet, ResNet-50, 32 px)."""
+"""Incremental training from a model the built-in algorithm wrote (GluonCV PSPNet, ResNet-50, 32 px), on each engine,
+and back: the fine-tuned model_algo-1 is a file the built-in (GluonCV) loads strictly.
+
+The built-in model.tar.gz is written with numpy (tests/artifacts.py), so the torch engine's side runs without MXNet;
+that GluonCV's own files read the same is tests/seg/models/test_builtin_models.py's and test_torch_weights.py's."""
 import json
 
 import pytest
 
-mx = pytest.importorskip("mxnet")
+from artifacts import save_random_builtin_model
+from ci_skips import require_engine
+from gt2seg.classes import read_classes
+from seg.config import parse_hyperparameters
+from seg.data.files import layout_channels
+from seg.engines import ENGINES
+from seg.errors import ModelError
+from seg.models.params import read_params
+from seg.train.loop import Inputs, train
+from synthdata import write_layout
 
-from builtin_models import builtin_hyperparameters, gluoncv_net, write_builtin_model  # noqa: E402
-from seg.config import parse_hyperparameters  # noqa: E402
-from gt2seg.classes import read_classes  # noqa: E402
-from seg.data.files import layout_channels  # noqa: E402
-from seg.errors import ModelError  # noqa: E402
-from seg.train.loop import Inputs, train  # noqa: E402
-from synthdata import write_layout  # noqa: E402
-
-pytestmark = pytest.mark.mxnet
 JOB = {"num_classes": 3, "num_training_samples": 4, "algorithm": "psp", "crop_size": 32, "base_size": 32,
        "use_pretrained_model": False, "mini_batch_size": 2, "validation_mini_batch_size": 2, "epochs": 4,
        "optimizer": "adam", "learning_rate": 0.0001, "data_workers": 0}
@@ -26,14 +30,25 @@ def layout(module_tmp):
 
 @pytest.fixture(scope="module")
 def builtin_tarball(module_tmp):
-    net = gluoncv_net("psp", num_classes=3, size=32)
-    return write_builtin_model(module_tmp("builtin"), net, builtin_hyperparameters("psp", 3, 32))
+    return save_random_builtin_model(module_tmp("builtin"), "psp", num_classes=3, crop_size=32)
 
 
+@pytest.fixture(scope="module", params=ENGINES)
+def fine_tuned(request, module_tmp, layout, builtin_tarball):
+    """The built-in model fine-tuned for 4 epochs by one engine: (engine, TrainResult)."""
+    require_engine(request.param)
+    inputs = Inputs(layout_channels(layout), classes=read_classes(layout / "classes.json"), init_model=builtin_tarball)
+    model_dir = module_tmp(f"fine-tuned-{request.param}") / "model"
+    return request.param, train(parse_hyperparameters(JOB), inputs, model_dir, progress=False, engine=request.param)
+
+
+@pytest.mark.mxnet
 def test_auxiliary_loss_is_gluoncvs_mix_softmax_cross_entropy():
+    require_engine("mxnet")
+    import mxnet as mx
+    import numpy as np
     import seg.engines.mxnet.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
     from gluoncv.loss import MixSoftmaxCrossEntropyLoss
-    import numpy as np
 
     from seg.engines.mxnet.engine import loss as seg_loss
 
@@ -45,20 +60,33 @@ def test_auxiliary_loss_is_gluoncvs_mix_softmax_cross_entropy():
     assert seg_loss((main, aux), label, 0.5).asscalar() > seg_loss(main, label).asscalar()
 
 
-def _inputs(layout, model):
-    return Inputs(layout_channels(layout), classes=read_classes(layout / "classes.json"), init_model=model)
-
-
 @pytest.mark.slow
-def test_training_from_a_builtin_model_runs_lowers_the_loss_and_writes_both_forms(layout, builtin_tarball, tmp_path):
-    from gluoncv.model_zoo import PSPNet
-
-    result = train(parse_hyperparameters(JOB), _inputs(layout, builtin_tarball), tmp_path / "model", progress=False)
+def test_training_from_a_builtin_model_lowers_the_loss_and_writes_the_builtins_files(fine_tuned, builtin_tarball):
+    engine, result = fine_tuned
     losses = [epoch["train:loss"] for epoch in result.history]
     assert len(losses) == 4 and losses[-1] < losses[0]
-    assert json.loads((tmp_path / "model" / "hyperparams.json").read_text())["crop_size"] == "32"
+    model_dir = result.model_dir
+    assert json.loads((model_dir / "metrics.json").read_text())["engine"] == engine
+    assert json.loads((model_dir / "hyperparams.json").read_text())["crop_size"] == "32"
+    start = read_params(builtin_tarball.parent / "model_algo-1")
+    tuned = read_params(model_dir / "model_algo-1")
+    # the built-in's own file: the same names in the same order, the same shapes, new values
+    assert list(tuned) == list(start) and all(tuned[k].shape == start[k].shape for k in start)
+    assert (model_dir / "model_algo-1").read_bytes() == (model_dir / "model.params").read_bytes()
+    assert any(not (tuned[k] == start[k]).all() for k in start if k.endswith("weight"))
+
+
+@pytest.mark.mxnet
+@pytest.mark.slow
+def test_the_fine_tuned_model_loads_strictly_into_gluoncv(fine_tuned):
+    """The way back: the built-in's network class takes the fine-tuned file (load_parameters is strict)."""
+    require_engine("mxnet")
+    import seg.engines.mxnet.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
+    from gluoncv.model_zoo import PSPNet
+
+    _, result = fine_tuned
     gluon = PSPNet(3, backbone="resnet50", aux=True, pretrained_base=False, crop_size=32)
-    gluon.load_parameters(str(tmp_path / "model" / "model_algo-1"))  # strict
+    gluon.load_parameters(str(result.model_dir / "model_algo-1"))
 
 
 def test_training_from_a_builtin_model_of_another_num_classes_is_refused(layout, builtin_tarball, tmp_path):

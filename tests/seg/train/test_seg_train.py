@@ -1,4 +1,7 @@
-"""Training end to end: the /opt/ml contract (success, failure, resume, incremental), the CLI, S3 data."""
+"""Training end to end: the /opt/ml contract (success, failure, resume, incremental), the CLI, S3 data.
+
+What an engine does (its weights, checkpoints and log lines) runs on both engines from one shared job per engine;
+what does not depend on the engine (failures, data, the container script) runs on the default engine (torch)."""
 import json
 import logging
 import os
@@ -7,22 +10,23 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-mx = pytest.importorskip("mxnet")
-
+from ci_skips import require_engine
 from seg.config import parse_hyperparameters
+from seg.engines import ENGINES
 from seg.jobs.contract import OptML
+from seg.models.params import read_params
 from seg.train.entry import run_training_job, train_layout
 from seg.train.checkpoints import track_progress
-from synthdata import write_layout  # noqa: E402
+from synthdata import write_layout
 from repo import ROOT
 
-pytestmark = pytest.mark.mxnet
 SEG = [str(Path(sys.executable).parent / "seg")]
 TINY = {"backbone": "resnet-18", "algorithm": "fcn", "use_pretrained_model": "False", "crop_size": "32",
         "base_size": "32", "mini_batch_size": "4", "validation_mini_batch_size": "3", "optimizer": "adam",
@@ -58,10 +62,20 @@ def layout(module_tmp):
     return write_layout(module_tmp("layout"), n_train=8, n_val=3, size=32, seed=3)
 
 
-@pytest.fixture(scope="module")
-def finished_job(module_tmp, layout):
-    """One successful 2-epoch container job, shared by the tests that inspect or resume it."""
-    opt = _opt_ml(module_tmp("opt_ml"), layout, TINY)
+@dataclass
+class Job:
+    opt: OptML
+    result: object  # seg.train.loop.TrainResult
+    lines: list  # what seg.train logged
+    engine: str
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def finished_job(request, module_tmp, layout):
+    """One successful 2-epoch container job per engine, shared by the tests that inspect or resume it."""
+    engine = request.param
+    require_engine(engine)
+    opt = _opt_ml(module_tmp(f"opt_ml_{engine}"), layout, TINY)
     logger = logging.getLogger("seg.train")
     lines = []
     handler = logging.Handler()
@@ -69,29 +83,29 @@ def finished_job(module_tmp, layout):
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        result = run_training_job(opt)
+        result = run_training_job(opt, engine=engine)
     finally:
         logger.removeHandler(handler)
-    return opt, result, lines
+    return Job(opt, result, lines, engine)
 
 
 def test_container_job_writes_artifact_metrics_and_checkpoints(finished_job):
-    opt, result, _ = finished_job
+    opt, result = finished_job.opt, finished_job.result
     names = {p.name for p in opt.model_dir.iterdir()}
-    assert {"model.params", "hyperparameters.json", "classes.json", "model-symbol.json", "model-0000.params",
-            "metrics.json"} <= names
+    assert {"model.params", "hyperparameters.json", "classes.json", "metrics.json", "curves.png"} <= names
     assert not any(n.startswith(".") for n in names)  # no temp files left behind
     assert json.loads((opt.model_dir / "classes.json").read_text())[1]["name"] == "disc"
     metrics = json.loads((opt.model_dir / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2] and result.epochs_run == 2
+    assert metrics["engine"] == finished_job.engine
     assert metrics["validation:mIOU"] == max(e["validation:mIOU"] for e in metrics["epochs"])
     assert json.loads((opt.checkpoints_dir / "state.json").read_text())["epochs_done"] == 2
     assert not opt.failure_path.exists()
 
 
 def test_epoch_log_lines_match_the_documented_metric_regexes(finished_job):
-    _, result, lines = finished_job
-    epoch_lines = [line for line in lines if line.startswith("epoch ")]
+    result = finished_job.result
+    epoch_lines = [line for line in finished_job.lines if line.startswith("epoch ")]
     assert len(epoch_lines) == 2
     for name, regex in METRIC_REGEXES.items():
         values = [float(re.search(regex, line).group(1)) for line in epoch_lines]
@@ -104,22 +118,21 @@ def _restore_checkpoints(source, target):
 
 
 def test_job_resumes_from_its_checkpoint(tmp_path, layout, finished_job):
-    opt, first, _ = finished_job
+    opt, first = finished_job.opt, finished_job.result
     # a new container for the same job: SageMaker restores checkpoints/; this time it asks for 3 epochs
     resumed = _opt_ml(tmp_path, layout, {**TINY, "epochs": "3"})
     _restore_checkpoints(opt, resumed)
-    result = run_training_job(resumed)
+    result = run_training_job(resumed, engine=finished_job.engine)
     assert [e["epoch"] for e in result.history] == [1, 2, 3]
     assert result.history[:2] == first.history  # epochs 1-2 were restored, not re-run
     assert json.loads((resumed.model_dir / "metrics.json").read_text())["epochs"][2]["epoch"] == 3
 
 
 def test_checkpoint_of_other_hyperparameters_is_refused_in_the_failure_file(tmp_path, layout, finished_job):
-    opt, _, _ = finished_job
     other = _opt_ml(tmp_path, layout, {**TINY, "learning_rate": "0.01"})
-    _restore_checkpoints(opt, other)
+    _restore_checkpoints(finished_job.opt, other)
     with pytest.raises(Exception, match="learning_rate"):
-        run_training_job(other)
+        run_training_job(other, engine=finished_job.engine)
     assert "different learning_rate" in other.failure_path.read_text()
 
 
@@ -133,15 +146,15 @@ def _tarball(model_dir, path):
 def _weights(model_dir) -> dict:
     """The learned parameters of a model directory; BatchNorm's running statistics are left out, since every
     training forward pass moves them whatever the learning rate."""
-    saved = mx.nd.load(str(Path(model_dir) / "model.params"))
-    return {name: array.asnumpy() for name, array in saved.items() if "running_" not in name}
+    saved = read_params(Path(model_dir) / "model.params")
+    return {name: array for name, array in saved.items() if "running_" not in name}
 
 
 def test_incremental_training_starts_from_the_model_channel(tmp_path, layout, finished_job):
-    opt, _, _ = finished_job
+    opt = finished_job.opt
     tarball = _tarball(opt.model_dir, tmp_path / "model.tar.gz")
     job = _opt_ml(tmp_path / "job", layout, {**TINY, "epochs": "1", "learning_rate": "0.000001"}, tarball)
-    result = run_training_job(job)
+    result = run_training_job(job, engine=finished_job.engine)
     assert result.epochs_run == 1
     # Two Adam steps of at most ~1e-6 each: every weight is still the model channel's to 1e-5, where the
     # model channel's own training (4 steps of 3e-3 from its initialisation) moved its weights by ~1e-2.
@@ -153,10 +166,10 @@ def test_incremental_training_starts_from_the_model_channel(tmp_path, layout, fi
 
 
 def test_incremental_training_with_another_crop_size_fails_clearly(tmp_path, layout, finished_job):
-    opt, _, _ = finished_job
+    opt = finished_job.opt
     job = _opt_ml(tmp_path, layout, {**TINY, "crop_size": "40"}, _tarball(opt.model_dir, tmp_path / "m.tar.gz"))
     with pytest.raises(Exception):
-        run_training_job(job)
+        run_training_job(job, engine=finished_job.engine)
     assert "crop_size: model 32 vs job 40" in job.failure_path.read_text()
     assert not (job.model_dir / "model.params").exists()
 
@@ -215,7 +228,7 @@ def test_train_from_an_s3_layout(tmp_path, layout, s3, s3_bucket):
         if path.is_file():
             s3.put_object(Bucket=s3_bucket, Key=f"data/{path.relative_to(layout)}", Body=path.read_bytes())
     result = train_layout(f"s3://{s3_bucket}/data/", tmp_path / "model", {**TINY, "epochs": "1"}, progress=False)
-    assert result.epochs_run == 1 and (tmp_path / "model" / "model-symbol.json").exists()
+    assert result.epochs_run == 1 and (tmp_path / "model" / "model.params").exists()
     hp = json.loads((tmp_path / "model" / "hyperparameters.json").read_text())
     assert (hp["num_classes"], hp["num_training_samples"]) == (3, 8)  # inferred from classes.json and train/
 
@@ -245,10 +258,13 @@ def _free_port():
         return sock.getsockname()[1]
 
 
+@pytest.mark.mxnet
 @pytest.mark.slow
 def test_two_hosts_train_one_model_through_the_dist_kvstore(tmp_path, layout):
     """Two "hosts" on this machine, each a plain `seg train` as SageMaker would start it: host algo-1 adds the
-    scheduler, each adds a server, both train on half the data and must end with identical weights."""
+    scheduler, each adds a server, both train on half the data and must end with identical weights. (The torch
+    engine's DDP: tests/seg/engines/test_torch_distributed.py.)"""
+    require_engine("mxnet")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SEG_PS_ROOT_URI": "127.0.0.1", "SEG_PS_ROOT_PORT": str(_free_port()),
            "DMLC_NODE_HOST": "127.0.0.1"}
     jobs = []
@@ -267,6 +283,5 @@ def test_two_hosts_train_one_model_through_the_dist_kvstore(tmp_path, layout):
                 process.kill()
                 process.wait()
     (first, _), (second, _) = jobs
-    a = mx.nd.load(str(first.model_dir / "model.params"))
-    b = mx.nd.load(str(second.model_dir / "model.params"))
-    assert a.keys() == b.keys() and all(np.array_equal(a[k].asnumpy(), b[k].asnumpy()) for k in a)
+    a, b = (read_params(opt.model_dir / "model.params") for opt in (first, second))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
