@@ -93,7 +93,7 @@ def training_curves(metrics: dict) -> list:
 
 
 def write_curves_png(model_dir, metrics: dict) -> Path | None:
-    """MODEL/curves.png from the training metrics (matplotlib, which seg has through GluonCV)."""
+    """MODEL/curves.png from the training metrics (matplotlib: the torch and cpu extras install it)."""
     charts = training_curves(metrics)
     if not charts:
         return None
