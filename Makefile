@@ -120,8 +120,8 @@ bench-hostile: venv ## /ping, valid p95 and 5xx under 2 and 20 slow clients + 8 
 bench-builtin-serve: venv ## serving a built-in model.tar.gz vs seg's artifact of the same weights
 	$(PY) benchmarks/bench_builtin_serve.py $(BENCH_ARGS)
 
-bench-train: venv ## training step vs bare GluonCV step, loader vs step throughput
-	OMP_NUM_THREADS=$(NPROC) $(PY) benchmarks/bench_train.py $(BENCH_ARGS)
+bench-train: venv ## CPU training img/s, torch vs MXNet engine (each in its own process, same net, batch, weights, threads)
+	$(PY) benchmarks/bench_train.py --threads $(NPROC) $(BENCH_ARGS)
 
 bench-report: venv ## gt2seg report time and page size on 1k and 20k synthetic items (near-flat)
 	$(PY) benchmarks/bench_report.py $(BENCH_ARGS)
