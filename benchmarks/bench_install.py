@@ -83,6 +83,7 @@ def main() -> None:
         rows = [measure(e, args.python, args.torch_spec, source, tmp) for e in args.extras.split(",")]
     pip_config = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
                                 text=True).stdout.strip().splitlines()
+    pip_config = [line for line in pip_config if "index" in line or "find-links" in line]  # where wheels come from
     setup = {"cpus": os.cpu_count(), "pip_config": pip_config, "load_1min_at_start": load_at_start,
              "load_1min_at_end": os.getloadavg()[0]}
     if args.json:
@@ -95,8 +96,8 @@ def main() -> None:
         print(f"| `{r['extra']}` | {r['python']} | `{r['requirements']}` | {r['install_s']:.0f} s "
               f"| {r['venv_mib']:.0f} MiB | {versions} |")
     print(f"\nfresh venv per extra, pip --no-cache-dir; {setup['cpus']} CPUs; load average (1 min) "
-          f"{load_at_start:.2f} at the start, {setup['load_1min_at_end']:.2f} at the end; pip configuration: "
-          + ("; ".join(pip_config) or "pip's defaults"))
+          f"{load_at_start:.2f} at the start, {setup['load_1min_at_end']:.2f} at the end; wheels from: "
+          + ("; ".join(pip_config) or "PyPI (pip's defaults)"))
 
 
 if __name__ == "__main__":
