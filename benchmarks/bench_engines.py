@@ -8,7 +8,8 @@ do not change the cost), and its `seg export --format onnx` file. Each engine ru
 (MXNet loaded into a process drops torch to one thread) with OMP_NUM_THREADS=N (and torch.set_num_threads(N);
 ONNX Runtime takes OMP_NUM_THREADS as its intra-op threads): `Predictor.load(model, engine=...)` or
 `OnnxPredictor.load(model.onnx)`, then `.predict(rgb)` on one size x size image (normalise, forward, argmax:
-what `seg predict` and the endpoint run per image), one warm-up call, then --rounds timed calls.
+what `seg predict` and the endpoint run per image). The engines take turns (benchmarks/engine_rounds.py): one
+warm-up round, then --rounds rounds of one image per engine, so load from other processes hits all alike.
 The HTTP server's own cost is bench_onnx_serve.py's; this is the engines alone.
 """
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,13 +25,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # artifacts: a random-weights model
 
-from bench_serve import elapsed, percentiles  # noqa: E402
+from bench_serve import percentiles  # noqa: E402
+from engine_rounds import Worker, interleaved, serve_units  # noqa: E402
 
 ENGINES = ("torch", "mxnet", "onnx")
 
 
-def worker(engine: str, model: str, size: int, rounds: int, threads: int) -> dict:
-    """One engine in this process: ms per image."""
+def worker(engine: str, model: str, size: int, threads: int) -> None:
+    """One engine in this process: one `predict` per `go` (engine_rounds' protocol)."""
     import numpy as np
 
     if engine == "onnx":
@@ -47,24 +48,15 @@ def worker(engine: str, model: str, size: int, rounds: int, threads: int) -> dic
 
         predictor = Predictor.load(model, engine=engine, device="cpu")
     rgb = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    predictor.predict(rgb)  # warm-up: memory pools, MXNet's and oneDNN's first-call set-up
-    result = percentiles([elapsed(lambda: predictor.predict(rgb)) for _ in range(rounds)])
-    if engine == "torch":
+
+    def facts() -> dict:
+        if engine != "torch":
+            return {}
         import torch
 
-        result["torch_threads"] = torch.get_num_threads()
-    return result
+        return {"torch_threads": torch.get_num_threads()}
 
-
-def run_engine(engine: str, model: Path, args) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads),
-           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-    command = [sys.executable, __file__, "--worker", engine, "--model", str(model), "--size", str(args.size),
-               "--rounds", str(args.rounds), "--threads", str(args.threads)]
-    run = subprocess.run(command, env=env, capture_output=True, text=True)
-    if run.returncode != 0:
-        sys.exit(f"bench_engines: the {engine} engine failed on {model}:\n{run.stderr[-2000:]}")
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    serve_units(lambda: predictor.predict(rgb), facts)
 
 
 def main() -> None:
@@ -80,7 +72,7 @@ def main() -> None:
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.model, args.size, args.rounds, args.threads)))
+        worker(args.worker, args.model, args.size, args.threads)
         return
 
     from artifacts import save_random_artifact
@@ -94,8 +86,12 @@ def main() -> None:
             model = save_random_artifact(tmp / algorithm, num_classes=21, backbone=args.backbone,
                                          algorithm=algorithm, crop_size=args.size)
             onnx = export_onnx(model, tmp / f"{algorithm}-onnx").onnx if "onnx" in args.engines else None
-            results[algorithm] = {e: run_engine(e, onnx if e == "onnx" else model, args)
-                                  for e in args.engines.split(",")}
+            workers = [Worker(e, [sys.executable, __file__, "--worker", e, "--model",
+                                  str(onnx if e == "onnx" else model), "--size", str(args.size),
+                                  "--threads", str(args.threads)], args.threads)
+                       for e in args.engines.split(",")]
+            times = interleaved(workers, 1, args.rounds)
+            results[algorithm] = {w.name: {**percentiles(times[w.name]), **w.finish()} for w in workers}
     setup = {"image": f"{args.size}x{args.size}", "backbone": args.backbone, "rounds": args.rounds,
              "cpus": os.cpu_count(), "threads": args.threads, "load_1min_at_start": load_at_start,
              "load_1min_at_end": os.getloadavg()[0]}
@@ -109,7 +105,7 @@ def main() -> None:
         for engine, r in by_engine.items():
             ratio = f"{r['p50_ms'] / base:.2f}" if base else ""
             print(f"| {algorithm} {args.backbone} | {engine} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {ratio} |")
-    print(f"\n{args.size}x{args.size} image, {args.rounds} timed images per engine after one warm-up; {setup['cpus']} "
+    print(f"\n{args.size}x{args.size} image, {args.rounds} interleaved rounds of one image per engine after one warm-up; {setup['cpus']} "
           f"CPUs, {args.threads} threads per engine; load average (1 min) {load_at_start:.2f} at the start, "
           f"{setup['load_1min_at_end']:.2f} at the end")
 

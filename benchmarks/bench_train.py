@@ -8,9 +8,10 @@ Each engine runs in a process of its own (MXNet loaded into a process drops torc
 OMP_NUM_THREADS=N and, on torch, torch.set_num_threads(N) (N: --threads, default all cores). Both start from
 the same random weights (tests/artifacts.random_weights: He-normal convolutions, GluonCV's names) and take the
 same synthetic batches (tests/synthdata.make_pair, normalised as seg's loader does); the built-in's SGD, the
-auxiliary loss where the network has one, MXNet hybridized as `seg train` runs it. `--warmup` steps are not
-timed; then `--steps` steps are, ended by `epoch_loss()` (which waits for MXNet's asynchronous engine).
-images/s = batch x steps / seconds. The machine's 1-minute load average is printed with the table.
+auxiliary loss where the network has one, MXNet hybridized as `seg train` runs it. The engines take turns
+(benchmarks/engine_rounds.py), one step each per round, so load from other processes hits both alike:
+`--warmup` rounds untimed, then `--steps` timed ones, each step ended by `epoch_loss()` (which waits for
+MXNet's asynchronous engine). images/s = batch x steps / the engine's summed step seconds. The machine's 1-minute load average is printed with the table.
 """
 from __future__ import annotations
 
@@ -18,14 +19,14 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # artifacts (random weights), synthdata (images and masks)
+
+from engine_rounds import Worker, interleaved, serve_units  # noqa: E402
 
 
 def _hyperparameters(args):
@@ -39,22 +40,9 @@ def _hyperparameters(args):
     })
 
 
-def _batches(count: int, batch: int, crop: int, seed: int = 0) -> list:
-    import numpy as np
-
-    from seg.data.transforms import normalize
-    from synthdata import make_pair
-
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(count):
-        pairs = [make_pair(rng, crop, crop) for _ in range(batch)]
-        out.append((np.stack([normalize(rgb) for rgb, _ in pairs]), np.stack([m for _, m in pairs])))
-    return out
-
-
-def worker(args) -> dict:
-    """One engine, in this process: warm-up steps, then timed steps."""
+def worker(args) -> None:
+    """One engine in this process: one training step per `go` (engine_rounds' protocol), each ended by
+    `epoch_loss()`, which waits for MXNet's asynchronous engine."""
     if args.engine == "torch":
         import torch
 
@@ -62,43 +50,49 @@ def worker(args) -> dict:
     from artifacts import random_weights
     from seg.engines import load_engine
     from seg.models.arch import architecture_for
+    from synthdata import training_batches
 
     hp = _hyperparameters(args)
     arch = architecture_for(hp)
     weights = random_weights(arch, seed=3)
-    batches = _batches(2, args.batch, args.crop)  # two batches, taken in turn: data costs nothing here
+    batches = training_batches(2, args.crop, args.batch)  # two batches, taken in turn: data costs nothing here
     session = load_engine(args.engine).TrainingSession(hp, arch, per_epoch=args.steps + args.warmup,
                                                        weights=weights, device="cpu")
-    for i in range(args.warmup):
-        session.step(*batches[i % 2])
-    session.epoch_loss()
-    started = time.perf_counter()
-    for i in range(args.steps):
-        session.step(*batches[i % 2])
-    loss = session.epoch_loss()
-    seconds = time.perf_counter() - started
-    threads = None
-    if args.engine == "torch":
-        import torch
+    losses, steps = [], [0]
 
-        threads = torch.get_num_threads()
-    return {"engine": args.engine, "model": f"{hp.algorithm} {hp.backbone}", "crop": args.crop,
-            "batch": args.batch, "steps": args.steps, "seconds": round(seconds, 3),
-            "step_s": round(seconds / args.steps, 3), "img_s": round(args.batch * args.steps / seconds, 3),
-            "loss": loss, "torch_threads": threads, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+    def step() -> None:
+        session.step(*batches[steps[0] % 2])
+        steps[0] += 1
+        losses.append(session.epoch_loss())
+
+    def facts() -> dict:
+        threads = None
+        if args.engine == "torch":
+            import torch
+
+            threads = torch.get_num_threads()
+        return {"model": f"{hp.algorithm} {hp.backbone}", "losses": losses, "torch_threads": threads,
+                "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+
+    serve_units(step, facts)
 
 
-def run_engine(args, engine: str, algorithm: str) -> dict:
-    command = [sys.executable, __file__, "--worker", engine, "--algorithms", algorithm, "--backbone",
-               args.backbone, "--crop", str(args.crop), "--batch", str(args.batch), "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--threads", str(args.threads), "--classes", str(args.classes)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-    run = subprocess.run(command, env=env, capture_output=True, text=True)
-    if run.returncode != 0:
-        sys.exit(f"bench_train: the {engine} engine failed on {algorithm}:\n{run.stderr[-2000:]}")
-    return json.loads(run.stdout.strip().splitlines()[-1])
+def run_engines(args, algorithm: str) -> list:
+    """Each engine's row: the engines step in turn (engine_rounds.interleaved)."""
+    workers = [Worker(e, [sys.executable, __file__, "--worker", e, "--algorithms", algorithm, "--backbone",
+                          args.backbone, "--crop", str(args.crop), "--batch", str(args.batch), "--steps",
+                          str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
+                          "--classes", str(args.classes)], args.threads)
+               for e in args.engines.split(",")]
+    times = interleaved(workers, args.warmup, args.steps)
+    rows = []
+    for w in workers:
+        seconds = sum(times[w.name])
+        rows.append({"engine": w.name, **w.finish(), "crop": args.crop, "batch": args.batch, "steps": args.steps,
+                     "seconds": round(seconds, 3), "step_s": round(seconds / args.steps, 3),
+                     "step_s_each": [round(t, 3) for t in times[w.name]],
+                     "img_s": round(args.batch * args.steps / seconds, 3)})
+    return rows
 
 
 def main() -> None:
@@ -117,13 +111,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         args.engine, args.algorithm = args.worker, args.algorithms
-        print(json.dumps(worker(args)))
+        worker(args)
         return
 
     load_at_start = os.getloadavg()[0]
     rows = []
     for algorithm in args.algorithms.split(","):
-        by_engine = {e: run_engine(args, e, algorithm) for e in args.engines.split(",")}
+        by_engine = {r["engine"]: r for r in run_engines(args, algorithm)}
         if "torch" in by_engine and "mxnet" in by_engine:
             by_engine["torch"]["torch_over_mxnet"] = round(by_engine["torch"]["img_s"] / by_engine["mxnet"]["img_s"], 2)
         rows.extend(by_engine.values())
@@ -139,7 +133,8 @@ def main() -> None:
         ratio = f"{r['torch_over_mxnet']:.2f}×" if "torch_over_mxnet" in r else ""
         print(f"| {r['engine']} | {r['model']} | {r['crop']} | {r['batch']} | {args.threads} | {r['step_s']:.2f} "
               f"| {r['img_s']:.2f} | {ratio} | {r['peak_rss_gib']:.2f} GiB |")
-    print(f"\n{setup['cpus']} CPUs, {args.threads} threads per engine, {args.steps} timed steps after {args.warmup}; "
+    print(f"\n{setup['cpus']} CPUs, {args.threads} threads per engine, {args.steps} interleaved timed steps after "
+          f"{args.warmup}; "
           f"load average (1 min) {setup['load_1min_at_start']:.2f} at the start, {setup['load_1min_at_end']:.2f} "
           "at the end")
 
