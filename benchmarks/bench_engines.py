@@ -105,7 +105,8 @@ def main() -> None:
         for engine, r in by_engine.items():
             ratio = f"{r['p50_ms'] / base:.2f}" if base else ""
             print(f"| {algorithm} {args.backbone} | {engine} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {ratio} |")
-    print(f"\n{args.size}x{args.size} image, {args.rounds} interleaved rounds of one image per engine after one warm-up; {setup['cpus']} "
+    print(f"\n{args.size}x{args.size} image, {args.rounds} interleaved rounds of one image per engine after one "
+          f"warm-up; {setup['cpus']} "
           f"CPUs, {args.threads} threads per engine; load average (1 min) {load_at_start:.2f} at the start, "
           f"{setup['load_1min_at_end']:.2f} at the end")
 

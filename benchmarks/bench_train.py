@@ -7,11 +7,12 @@
 Each engine runs in a process of its own (MXNet loaded into a process drops torch to one thread), with
 OMP_NUM_THREADS=N and, on torch, torch.set_num_threads(N) (N: --threads, default all cores). Both start from
 the same random weights (tests/artifacts.random_weights: He-normal convolutions, GluonCV's names) and take the
-same synthetic batches (tests/synthdata.make_pair, normalised as seg's loader does); the built-in's SGD, the
+same synthetic batches (tests/synthdata.training_batches, normalised as seg's loader does); the built-in's SGD, the
 auxiliary loss where the network has one, MXNet hybridized as `seg train` runs it. The engines take turns
 (benchmarks/engine_rounds.py), one step each per round, so load from other processes hits both alike:
 `--warmup` rounds untimed, then `--steps` timed ones, each step ended by `epoch_loss()` (which waits for
-MXNet's asynchronous engine). images/s = batch x steps / the engine's summed step seconds. The machine's 1-minute load average is printed with the table.
+MXNet's asynchronous engine). images/s = batch x steps / the engine's summed step seconds. The machine's
+1-minute load average is printed with the table.
 """
 from __future__ import annotations
 
