@@ -25,7 +25,7 @@ comma := ,
 ensure-venv = @PYTHON='$(PYTHON)' TORCH_SPEC='$(TORCH_SPEC)' VENV_CHECK_ONLY=$(if $(VENV_GIVEN),1,0) \
               bash .ci/venv '$(VENV)' '$(or $(EXTRAS),$(1))' '$(if $(EXTRAS),,$(2))'
 
-.PHONY: help venv venv-demo venv-test system-deps test test-fast test-serve-onnx test-demo-py312plus bench bench-convert bench-train bench-pipe bench-serve bench-onnx-serve bench-reliability bench-hostile bench-builtin-serve bench-report bench-import bench-import-coco clean
+.PHONY: help venv venv-demo venv-test system-deps test test-fast test-serve-onnx test-demo-py312plus bench bench-convert bench-train bench-pipe bench-serve bench-onnx-serve bench-engines bench-install bench-reliability bench-hostile bench-builtin-serve bench-report bench-import bench-import-coco clean
 
 help: ## list targets and variables
 	@echo "targets:"
@@ -84,7 +84,7 @@ test-demo-py312plus: ## make demo on PY_DEMO in a fresh venv with only `.[torch]
 	! $(DEMO_VENV)/bin/python -c 'import mxnet' 2>/dev/null
 	test -s build/demo-py312plus/metrics.json && ls build/demo-py312plus/invoke/*_overlay.png
 
-bench: bench-convert bench-import bench-import-coco bench-pipe bench-serve bench-onnx-serve bench-hostile bench-builtin-serve bench-train bench-report bench-reliability ## every benchmark (the figures of docs/performance.md)
+bench: bench-convert bench-import bench-import-coco bench-pipe bench-serve bench-onnx-serve bench-engines bench-hostile bench-builtin-serve bench-train bench-install bench-report bench-reliability ## every benchmark (the figures of docs/performance.md)
 
 # pyspng (the fast bound) and Datumaro are measured against, never installed in .venv.
 BENCH_VENV := .venv-bench
@@ -114,14 +114,20 @@ bench-serve: venv ## /invocations latency vs bare forward, throughput
 bench-onnx-serve: venv ## MXNet FP32 vs ONNX FP32 vs ONNX INT8 at 512x512 (FCN, DeepLabV3 R50), INT8 mIOU cost
 	$(PY) benchmarks/bench_onnx_serve.py $(BENCH_ARGS)
 
+bench-engines: venv ## CPU ms/image, torch vs MXNet engine vs ONNX Runtime on one model file (FCN, DeepLabV3 R50, 512x512)
+	$(PY) benchmarks/bench_engines.py --threads $(NPROC) $(BENCH_ARGS)
+
+bench-install: ## pip install time and venv size of `[torch]` (TORCH_SPEC first) vs `[cpu]`, a fresh venv each
+	python3 benchmarks/bench_install.py --torch-spec '$(TORCH_SPEC)' $(BENCH_ARGS)
+
 bench-hostile: venv ## /ping, valid p95 and 5xx under 2 and 20 slow clients + 8 valid threads, DURATION s each [60]
 	$(PY) benchmarks/bench_serve_hostile.py --seconds $(or $(DURATION),60) $(BENCH_ARGS)
 
 bench-builtin-serve: venv ## serving a built-in model.tar.gz vs seg's artifact of the same weights
 	$(PY) benchmarks/bench_builtin_serve.py $(BENCH_ARGS)
 
-bench-train: venv ## training step vs bare GluonCV step, loader vs step throughput
-	OMP_NUM_THREADS=$(NPROC) $(PY) benchmarks/bench_train.py $(BENCH_ARGS)
+bench-train: venv ## CPU training img/s, torch vs MXNet engine (each in its own process, same net, batch, weights, threads)
+	$(PY) benchmarks/bench_train.py --threads $(NPROC) $(BENCH_ARGS)
 
 bench-report: venv ## gt2seg report time and page size on 1k and 20k synthetic items (near-flat)
 	$(PY) benchmarks/bench_report.py $(BENCH_ARGS)

@@ -1,138 +1,143 @@
-"""Training throughput: `seg`'s training step vs a bare Gluon forward+backward+update of the same network and
-batch (target: <= 10% overhead), and File-mode loader throughput vs step throughput (target: >= 3x).
+"""CPU training throughput: the torch engine vs the MXNet engine, each through its own `TrainingSession` (the step
+`seg train` runs), on the same network, batch, initial weights and thread count.
 
-    python benchmarks/bench_train.py [--backbone resnet-18] [--algorithm fcn] [--crop 128] [--batch 8] [--json]
+    python benchmarks/bench_train.py [--algorithms fcn] [--backbone resnet-50] [--crop 128] [--batch 4]
+                                     [--steps 5] [--warmup 2] [--threads N] [--engines torch,mxnet] [--json]
 
-Prints an MMSegmentation-style table (device, crop, batch, img/s, peak memory). Data is the synthetic set
-from tests/synthdata.py written to a temp folder; CPU unless a GPU is visible.
+Each engine runs in a process of its own (MXNet loaded into a process drops torch to one thread), with
+OMP_NUM_THREADS=N and, on torch, torch.set_num_threads(N) (N: --threads, default all cores). Both start from
+the same random weights (tests/artifacts.random_weights: He-normal convolutions, GluonCV's names) and take the
+same synthetic batches (tests/synthdata.training_batches, normalised as seg's loader does); the built-in's SGD, the
+auxiliary loss where the network has one, MXNet hybridized as `seg train` runs it. The engines take turns
+(benchmarks/engine_rounds.py), one step each per round, so load from other processes hits both alike:
+`--warmup` rounds untimed, then `--steps` timed ones, each step ended by `epoch_loss()` (which waits for
+MXNet's asynchronous engine). images/s = batch x steps / the engine's summed step seconds. The machine's
+1-minute load average is printed with the table.
 """
+from __future__ import annotations
+
 import argparse
 import json
+import os
 import resource
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-import mxnet as mx
-import numpy as np
-from mxnet import autograd, gluon
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # artifacts (random weights), synthdata (images and masks)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from synthdata import write_layout  # noqa: E402
-
-from seg.config import parse_hyperparameters
-from seg.data.files import FileSource
-from seg.data.transforms import train_transform
-from seg.engines.mxnet.nets import build_network
-from seg.train.loop import _train_epoch, contexts, make_optimizer
+from engine_rounds import Worker, interleaved, serve_units  # noqa: E402
 
 
-class _Repeat:
-    """The first `steps` batches of a FileSource, for a fixed-length timed run of seg's epoch loop."""
+def _hyperparameters(args):
+    from seg.config import parse_hyperparameters
 
-    def __init__(self, source, steps):
-        self.source, self.steps = source, steps
-        self.num_batches = steps
-
-    def epoch(self, epoch):
-        produced = 0
-        while produced < self.steps:
-            for batch in self.source.epoch(epoch + produced):
-                yield batch
-                produced += 1
-                if produced == self.steps:
-                    return
-
-
-def bench(args):
-    ctx = contexts()
-    scratch = tempfile.TemporaryDirectory(prefix="bench-train-")  # removed when it is collected, at exit at the latest
-    root = write_layout(scratch.name, n_train=max(64, args.batch * 4), n_val=2,
-                        size=args.crop * 2, seed=0)
-    hp = parse_hyperparameters({
-        "num_classes": 3, "num_training_samples": args.batch * args.steps, "backbone": args.backbone,
-        "algorithm": args.algorithm, "use_pretrained_model": False, "crop_size": args.crop,
-        "base_size": args.crop * 2, "mini_batch_size": args.batch, "optimizer": "sgd", "learning_rate": 0.001,
-        "data_workers": args.workers,
+    return parse_hyperparameters({
+        "num_classes": args.classes, "num_training_samples": args.batch * (args.steps + args.warmup),
+        "backbone": args.backbone, "algorithm": args.algorithm, "use_pretrained_model": False,
+        "crop_size": args.crop, "base_size": args.crop, "mini_batch_size": args.batch, "epochs": 1,
+        "optimizer": "sgd", "learning_rate": 0.001,
     })
-    source = FileSource(root, "train", train_transform(hp), hp.mini_batch_size, shuffle=True, workers=args.workers)
-
-    # loader alone
-    started, images = time.perf_counter(), 0
-    for epoch in range(3):
-        for data, _ in source.epoch(epoch):
-            images += data.shape[0]
-    loader_ips = images / (time.perf_counter() - started)
-
-    # bare Gluon: one batch already on the device, plain cross-entropy, no data pipeline
-    net = build_network(hp, ctx)
-    net.hybridize(static_alloc=True)
-    trainer = gluon.Trainer(net.collect_params(), make_optimizer(hp, args.steps), kvstore=hp.kvstore)
-    data, label = next(source.epoch(0))
-    data_parts = gluon.utils.split_and_load(data, ctx, even_split=False)
-    label_parts = gluon.utils.split_and_load(label.astype(np.float32), ctx, even_split=False)
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
-
-    def bare_steps(count):
-        for _ in range(count):
-            with autograd.record():
-                losses = [loss_fn(net(d), l) for d, l in zip(data_parts, label_parts)]
-            autograd.backward(losses)
-            trainer.step(hp.mini_batch_size)
-        mx.nd.waitall()
-
-    bare_steps(args.warmup)
-    started = time.perf_counter()
-    bare_steps(args.steps)
-    bare_s = (time.perf_counter() - started) / args.steps
-
-    # seg: the real epoch loop (loader threads, IGNORE-aware loss, one-step lag) on the same network
-    _train_epoch(net, trainer, _Repeat(source, args.warmup), ctx, 0, hp, progress=False)
-    mx.nd.waitall()
-    started = time.perf_counter()
-    _train_epoch(net, trainer, _Repeat(source, args.steps), ctx, 1, hp, progress=False)
-    mx.nd.waitall()
-    seg_s = (time.perf_counter() - started) / args.steps
-
-    if ctx[0].device_type == "gpu":
-        free, total = mx.context.gpu_memory_info(ctx[0].device_id)
-        memory = f"{(total - free) / 2**30:.2f} GiB GPU in use"
-    else:
-        memory = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB peak RSS"
-    step_ips = args.batch / seg_s
-    return {
-        "device": ", ".join(str(c) for c in ctx), "model": f"{hp.algorithm} {hp.backbone}", "crop": hp.crop_size,
-        "batch": hp.mini_batch_size, "bare_step_s": round(bare_s, 4), "seg_step_s": round(seg_s, 4),
-        "bare_img_s": round(args.batch / bare_s, 2), "seg_img_s": round(step_ips, 2),
-        "overhead_pct": round(100 * (seg_s - bare_s) / bare_s, 1), "loader_img_s": round(loader_ips, 1),
-        "loader_vs_step": round(loader_ips / step_ips, 1), "loader_workers": args.workers, "memory": memory,
-    }
 
 
-def main():
+def worker(args) -> None:
+    """One engine in this process: one training step per `go` (engine_rounds' protocol), each ended by
+    `epoch_loss()`, which waits for MXNet's asynchronous engine."""
+    if args.engine == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from artifacts import random_weights
+    from seg.engines import load_engine
+    from seg.models.arch import architecture_for
+    from synthdata import training_batches
+
+    hp = _hyperparameters(args)
+    arch = architecture_for(hp)
+    weights = random_weights(arch, seed=3)
+    batches = training_batches(2, args.crop, args.batch)  # two batches, taken in turn: data costs nothing here
+    session = load_engine(args.engine).TrainingSession(hp, arch, per_epoch=args.steps + args.warmup,
+                                                       weights=weights, device="cpu")
+    losses, steps = [], [0]
+
+    def step() -> None:
+        session.step(*batches[steps[0] % 2])
+        steps[0] += 1
+        losses.append(session.epoch_loss())
+
+    def facts() -> dict:
+        threads = None
+        if args.engine == "torch":
+            import torch
+
+            threads = torch.get_num_threads()
+        return {"model": f"{hp.algorithm} {hp.backbone}", "losses": losses, "torch_threads": threads,
+                "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+
+    serve_units(step, facts)
+
+
+def run_engines(args, algorithm: str) -> list:
+    """Each engine's row: the engines step in turn (engine_rounds.interleaved)."""
+    workers = [Worker(e, [sys.executable, __file__, "--worker", e, "--algorithms", algorithm, "--backbone",
+                          args.backbone, "--crop", str(args.crop), "--batch", str(args.batch), "--steps",
+                          str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
+                          "--classes", str(args.classes)], args.threads)
+               for e in args.engines.split(",")]
+    times = interleaved(workers, args.warmup, args.steps)
+    rows = []
+    for w in workers:
+        seconds = sum(times[w.name])
+        rows.append({"engine": w.name, **w.finish(), "crop": args.crop, "batch": args.batch, "steps": args.steps,
+                     "seconds": round(seconds, 3), "step_s": round(seconds / args.steps, 3),
+                     "step_s_each": [round(t, 3) for t in times[w.name]],
+                     "img_s": round(args.batch * args.steps / seconds, 3)})
+    return rows
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbone", default="resnet-18")
-    parser.add_argument("--algorithm", default="fcn")
+    parser.add_argument("--algorithms", default="fcn", help="comma-separated: fcn, psp, deeplab [fcn]")
+    parser.add_argument("--backbone", default="resnet-50")
     parser.add_argument("--crop", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=2, help="loader threads (the data_workers hyperparameter)")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps [5]")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first [2]")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads of each engine [all cores]")
+    parser.add_argument("--classes", type=int, default=21)
+    parser.add_argument("--engines", default="torch,mxnet")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one engine in this process
     args = parser.parse_args()
-    row = bench(args)
-    if args.json:
-        print(json.dumps(row, indent=2))
+    if args.worker:
+        args.engine, args.algorithm = args.worker, args.algorithms
+        worker(args)
         return
-    head = ["device", "model", "crop", "batch", "bare img/s", "seg img/s", "overhead", "loader img/s",
-            "loader/step", "memory"]
-    cells = [row["device"], row["model"], str(row["crop"]), str(row["batch"]), str(row["bare_img_s"]),
-             str(row["seg_img_s"]), f"{row['overhead_pct']}%", str(row["loader_img_s"]),
-             f"{row['loader_vs_step']}x", row["memory"]]
+
+    load_at_start = os.getloadavg()[0]
+    rows = []
+    for algorithm in args.algorithms.split(","):
+        by_engine = {r["engine"]: r for r in run_engines(args, algorithm)}
+        if "torch" in by_engine and "mxnet" in by_engine:
+            by_engine["torch"]["torch_over_mxnet"] = round(by_engine["torch"]["img_s"] / by_engine["mxnet"]["img_s"], 2)
+        rows.extend(by_engine.values())
+    setup = {"cpus": os.cpu_count(), "threads": args.threads, "load_1min_at_start": load_at_start,
+             "load_1min_at_end": os.getloadavg()[0]}
+    if args.json:
+        print(json.dumps({"setup": setup, "rows": rows}, indent=2))
+        return
+    head = ["engine", "model", "crop", "batch", "threads", "s/step", "img/s", "torch ÷ MXNet", "peak RSS"]
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" for _ in head) + "|")
-    print("| " + " | ".join(cells) + " |")
+    for r in rows:
+        ratio = f"{r['torch_over_mxnet']:.2f}×" if "torch_over_mxnet" in r else ""
+        print(f"| {r['engine']} | {r['model']} | {r['crop']} | {r['batch']} | {args.threads} | {r['step_s']:.2f} "
+              f"| {r['img_s']:.2f} | {ratio} | {r['peak_rss_gib']:.2f} GiB |")
+    print(f"\n{setup['cpus']} CPUs, {args.threads} threads per engine, {args.steps} interleaved timed steps after "
+          f"{args.warmup}; "
+          f"load average (1 min) {setup['load_1min_at_start']:.2f} at the start, {setup['load_1min_at_end']:.2f} "
+          "at the end")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,19 @@ def make_pair(rng: np.random.Generator, height: int = 64, width: int = 64) -> tu
     return np.clip(rgb, 0, 255).astype(np.uint8), mask
 
 
+def training_batches(count: int, size: int = 48, batch: int = 4, seed: int = 0) -> list:
+    """`count` (data, label) batches as seg's loader yields them: N×3×size×size normalised float32 images and
+    N×size×size masks, drawn with `make_pair`."""
+    from seg.data.transforms import normalize
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        pairs = [make_pair(rng, size, size) for _ in range(batch)]
+        out.append((np.stack([normalize(rgb) for rgb, _ in pairs]), np.stack([m for _, m in pairs])))
+    return out
+
+
 def _write_mask(path: Path, mask: np.ndarray) -> None:
     image = Image.frombytes("P", (mask.shape[1], mask.shape[0]), mask.tobytes())
     palette = [255, 255, 255, 0x2C, 0xA0, 0x2C, 0x1F, 0x77, 0xB4] + [0] * (3 * 253)

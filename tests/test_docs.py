@@ -15,8 +15,6 @@ DOCS = sorted((ROOT / "docs").glob("*.md"))
 # Text between headings of any level, in every docs file (a section never spans two files).
 SECTIONS = [s for doc in DOCS for s in re.split(r"^#+ ", doc.read_text(), flags=re.M)]
 CLI_DOC = ROOT / "docs" / "CLI.md"
-# Written with the PyTorch engine, which lands separately; remove once docs/ENGINES.md exists.
-PENDING = {"docs/ENGINES.md"}
 
 
 def _flags(params):
@@ -85,7 +83,7 @@ def _links(path):
 
 @pytest.mark.parametrize("doc", [ROOT / "README.md", *DOCS], ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_every_relative_link_leads_to_a_file(doc):
-    missing = [t for t in _links(doc) if not (ROOT / t).exists() and t not in PENDING]
+    missing = [t for t in _links(doc) if not (ROOT / t).exists()]
     assert missing == []
 
 

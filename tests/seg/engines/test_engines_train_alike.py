@@ -23,22 +23,12 @@ mx = pytest.importorskip("mxnet")
 
 from artifacts import random_weights  # noqa: E402
 from seg.config import parse_hyperparameters  # noqa: E402
-from seg.data.transforms import normalize  # noqa: E402
 from seg.engines import load_engine  # noqa: E402
 from seg.models.arch import architecture_for  # noqa: E402
-from synthdata import make_pair  # noqa: E402
+from synthdata import training_batches  # noqa: E402
 
 pytestmark = [pytest.mark.mxnet, pytest.mark.torch]
 STEPS = 4
-
-
-def _batches(count, size=48, batch=4, seed=0):
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(count):
-        pairs = [make_pair(rng, size, size) for _ in range(batch)]
-        out.append((np.stack([normalize(rgb) for rgb, _ in pairs]), np.stack([m for _, m in pairs])))
-    return out
 
 
 def _no_dropout(session):
@@ -74,7 +64,7 @@ def test_k_sgd_steps_give_the_same_losses_and_weights_on_both_engines(backbone="
                                 "algorithm": algorithm, "use_pretrained_model": False, "crop_size": 48,
                                 "mini_batch_size": 4, "epochs": 1, "learning_rate": 0.01, "hybridize": False})
     arch = architecture_for(hp)
-    weights, batches = random_weights(arch, seed=3), _batches(STEPS)
+    weights, batches = random_weights(arch, seed=3), training_batches(STEPS)
     torch_losses, torch_weights = _losses("torch", hp, arch, weights, batches)
     mxnet_losses, mxnet_weights = _losses("mxnet", hp, arch, weights, batches)
     np.testing.assert_allclose(torch_losses, mxnet_losses, rtol=1e-3)
@@ -101,7 +91,7 @@ def test_the_torch_engines_gradients_are_the_losss_own(backbone, algorithm):
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
-    (data, label), = _batches(1)
+    (data, label), = training_batches(1)
     x, y = torch.tensor(data, dtype=torch.float64), torch.tensor(label.astype(np.int64))
     loss(model(x), y, hp.aux_loss_weight).backward()
     weight = dict(model.named_parameters())["layer4.1.conv2.weight"]
