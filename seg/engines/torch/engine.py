@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from gt2seg.classes import IGNORE
 from seg.config import Hyperparameters
-from seg.engines.torch.nets import build
+from seg.engines.torch.nets import build, fold_batchnorm
 from seg.engines.torch.weights import from_gluon, to_gluon
 from seg.errors import DeviceError, TrainingError
 from seg.models.arch import Architecture
@@ -84,13 +84,16 @@ class Inference:
     def __init__(self, hp: Hyperparameters, arch: Architecture, weights: dict, device: str = "cpu",
                  where: str = "the model"):
         self.device = torch_device(device)
-        self.model = network(arch, weights, where).eval().to(self.device)
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        # BatchNorm folded into the convolutions and channels-last tensors: measured 20-30% less time per image on
+        # CPU (docs/ENGINES.md); the same masks, logits within float32 rounding
+        self.model = fold_batchnorm(network(arch, weights, where)).to(self.device, memory_format=torch.channels_last)
+
+    def _input(self, x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(x).to(self.device).contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def _logits(self, x: np.ndarray, height: int, width: int) -> torch.Tensor:
-        logits = self.model(torch.from_numpy(x).to(self.device))
+        logits = self.model(self._input(x))
         if tuple(logits.shape[2:]) != (height, width):
             logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=True)
         return logits
@@ -98,7 +101,7 @@ class Inference:
     @torch.inference_mode()
     def logits(self, x: np.ndarray) -> np.ndarray:
         """N×C×h×w logits at the input's size."""
-        return self.model(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
+        return self.model(self._input(x)).float().cpu().numpy()
 
     def probabilities(self, x: np.ndarray, height: int, width: int) -> np.ndarray:
         """(C, height, width) float32 softmax of the logits resized to height × width."""

@@ -373,3 +373,30 @@ def build(arch: Architecture, aux_output: bool = False) -> SegNet:
         aux = GluonFCNHead(channels[0], arch.num_classes) if arch.aux else None
         net = SegNet(backbone, _gluon_head(arch.algorithm, arch.num_classes, channels[1]), aux, aux_output)
     return initialize(net)
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """For inference only: each BatchNorm that directly follows a convolution folded into that convolution's
+    weight and bias (in place; eval mode), so a forward pass runs one operation where it ran two. The pairs are
+    the ones the forwards above apply back to back: adjacent children of a Sequential, and convN → bnN in the
+    ResNet blocks and the stem (whose conv1 may be a Sequential ending in a convolution)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model.eval()
+    for module in list(model.modules()):
+        if isinstance(module, nn.Sequential):
+            names = list(module._modules)
+            for first, second in zip(names, names[1:]):
+                conv, bn = module._modules[first], module._modules[second]
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                    module._modules[first], module._modules[second] = fuse_conv_bn_eval(conv, bn), nn.Identity()
+        for i in (1, 2, 3):
+            conv, bn = getattr(module, f"conv{i}", None), getattr(module, f"bn{i}", None)
+            if not isinstance(bn, nn.BatchNorm2d):
+                continue
+            owner, name = (conv, str(len(conv) - 1)) if isinstance(conv, nn.Sequential) else (module, f"conv{i}")
+            last = owner._modules.get(name)
+            if isinstance(last, nn.Conv2d):
+                owner._modules[name] = fuse_conv_bn_eval(last, bn)
+                setattr(module, f"bn{i}", nn.Identity())
+    return model
