@@ -30,11 +30,12 @@ def test_make_demo_on_a_fresh_clone_without_nginx_ends_with_the_metrics_and_the_
     env = {**os.environ, "PATH": _path_without("nginx"),
            "SEG_NGINX": "nginx-not-installed-here",  # seg also looks in /usr/sbin: hide it there too
            "PYTHONPATH": str(clone)}  # the clone's code, whatever the venv's editable install points at
-    env.pop("MAKEFLAGS", None)
+    for inherited in ("MAKEFLAGS", "MAKELEVEL"):  # under `make test` these would make make print its directory
+        env.pop(inherited, None)
     with socket.socket() as probe:  # a free port rather than the default 8080, which may be taken here
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    result = subprocess.run(["make", "demo", f"VENV={venv}", f"PORT={port}"], cwd=clone, env=env, capture_output=True,
+    result = subprocess.run(["make", "--no-print-directory", "demo", f"VENV={venv}", f"PORT={port}"], cwd=clone, env=env, capture_output=True,
                             text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "nginx is not installed: serving on 127.0.0.1 without it" in result.stderr
