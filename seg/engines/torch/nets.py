@@ -94,7 +94,8 @@ class BasicBlock(nn.Module):
     def forward(self, x):
         out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
         residual = x if self.downsample is None else self.downsample(x)
-        return self.relu2(out + residual)
+        out += residual  # in place, as in Bottleneck
+        return self.relu2(out)
 
 
 class Bottleneck(nn.Module):
@@ -119,7 +120,8 @@ class Bottleneck(nn.Module):
         out = self.relu2(self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x))))))
         out = self.bn3(self.conv3(out))
         residual = x if self.downsample is None else self.downsample(x)
-        return self.relu3(out + residual)
+        out += residual  # in place: no new tensor per block (bn3 and conv3 keep no output for backward)
+        return self.relu3(out)
 
 
 def _stage(block, inplanes: int, planes: int, blocks: int, stride: int, dilation: int) -> nn.Sequential:
