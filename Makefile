@@ -73,7 +73,7 @@ test-serve-onnx: ## the ONNX server's tests in a fresh venv with only `.[serve]`
 PY_DEMO ?= $(PY_NEWEST)
 DEMO_VENV := build/venv-demo
 
-test-demo-py312plus: ## make demo on PY_DEMO in a fresh venv with only `.[torch]` (no MXNet), into build/demo-py312plus
+test-demo-py312plus: ## make demo on PY_DEMO in a fresh venv with only `.[torch]` (no MXNet), export ONNX, evaluate its model on .venv's MXNet
 	@test -x '$(PY_DEMO)' || { echo "make: test-demo-py312plus needs PY_DEMO=/path/to/python3.12 or newer" >&2; exit 1; }
 	rm -rf $(DEMO_VENV) build/demo-py312plus && '$(PY_DEMO)' -m venv $(DEMO_VENV)
 	$(DEMO_VENV)/bin/python -m pip install -q --upgrade pip
@@ -83,6 +83,18 @@ test-demo-py312plus: ## make demo on PY_DEMO in a fresh venv with only `.[torch]
 	$(MAKE) --no-print-directory demo VENV=$(DEMO_VENV) DEMO_OUT=build/demo-py312plus
 	! $(DEMO_VENV)/bin/python -c 'import mxnet' 2>/dev/null
 	test -s build/demo-py312plus/metrics.json && ls build/demo-py312plus/invoke/*_overlay.png
+	$(DEMO_VENV)/bin/seg export --format onnx build/demo-py312plus/model build/demo-py312plus/onnx
+	test -s build/demo-py312plus/onnx/model.onnx
+	@# The model trained without MXNet, through .venv's MXNet engine (GluonCV's strict load_parameters): same metrics.
+	@if $(PY) -c 'import mxnet' 2>/dev/null; then \
+	    $(VENV)/bin/seg evaluate --engine mxnet --json build/demo-py312plus/model build/demo-py312plus/data \
+	        > build/demo-py312plus/metrics-mxnet.json && \
+	    $(PY) -c 'import json, sys; t, m = (json.load(open(f)) for f in sys.argv[1:]); \
+	        print("mIOU of the Python 3.12+ model: torch %.4f, MXNet/GluonCV %.4f" % (t["mIOU"], m["mIOU"])); \
+	        sys.exit(abs(t["mIOU"] - m["mIOU"]) > 0.002)' \
+	        build/demo-py312plus/metrics.json build/demo-py312plus/metrics-mxnet.json; \
+	elif [ -n "$$CI" ]; then echo "make: under CI, $(VENV) must hold MXNet (make venv on Python <= 3.11)" >&2; exit 1; \
+	else echo "make: $(VENV) has no MXNet: the GluonCV check of the Python 3.12+ model was not run" >&2; fi
 
 bench: bench-convert bench-import bench-import-coco bench-pipe bench-serve bench-onnx-serve bench-engines bench-hostile bench-builtin-serve bench-train bench-install bench-report bench-reliability ## every benchmark (the figures of docs/performance.md)
 
