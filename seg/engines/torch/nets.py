@@ -94,7 +94,7 @@ class BasicBlock(nn.Module):
     def forward(self, x):
         out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
         residual = x if self.downsample is None else self.downsample(x)
-        out += residual  # in place, as in Bottleneck
+        out += residual  # in place: no new tensor per block (bn2 and conv2 keep no output for backward)
         return self.relu2(out)
 
 
@@ -120,7 +120,7 @@ class Bottleneck(nn.Module):
         out = self.relu2(self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x))))))
         out = self.bn3(self.conv3(out))
         residual = x if self.downsample is None else self.downsample(x)
-        out += residual  # in place: no new tensor per block (bn3 and conv3 keep no output for backward)
+        out += residual  # in place, as in BasicBlock
         return self.relu3(out)
 
 
