@@ -1,9 +1,10 @@
 """The GPU guard: which compute capabilities MXNet 1.9.1's CUDA wheels run on, and detection on this host."""
-import mxnet as mx
 import pytest
 
-from seg.engines.mxnet.gpu import check_gpus, gpu_capabilities, unsupported_gpus
-from seg.engines.mxnet.engine import contexts
+mx = pytest.importorskip("mxnet")
+
+from seg.engines.mxnet.gpu import check_gpus, gpu_capabilities, unsupported_gpus  # noqa: E402
+from seg.engines.mxnet.engine import contexts  # noqa: E402
 
 NO_GPU = pytest.mark.skipif(mx.context.num_gpus() > 0, reason="checks the GPU-less path")
 

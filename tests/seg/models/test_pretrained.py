@@ -14,16 +14,18 @@ import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
-import mxnet as mx
 import numpy as np
 import pytest
-import seg.engines.mxnet.gluoncv_compat  # noqa: F401  (before gluoncv: it refuses torch>=2 otherwise)
-from gluoncv.model_zoo.resnetv1b import resnet18_v1b
 
-from seg.config import parse_hyperparameters
-from seg.errors import PretrainedWeightsError
-from seg.engines.mxnet.nets import build_network
-from seg.models.pretrained import GLUON_SHA1, resolve_pretrained
+mx = pytest.importorskip("mxnet")
+
+import seg.engines.mxnet.gluoncv_compat  # noqa: F401,E402  (before gluoncv: it refuses torch>=2 otherwise)
+from gluoncv.model_zoo.resnetv1b import resnet18_v1b  # noqa: E402
+
+from seg.config import parse_hyperparameters  # noqa: E402
+from seg.errors import PretrainedWeightsError  # noqa: E402
+from seg.engines.mxnet.nets import build_network  # noqa: E402
+from seg.models.pretrained import GLUON_SHA1, resolve_pretrained  # noqa: E402
 
 NAME = "resnet18_v1b"  # GluonCV's name for backbone resnet-18
 
