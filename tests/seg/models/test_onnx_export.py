@@ -66,6 +66,7 @@ def test_onnx_fp32_masks_equal_the_engines_and_probabilities_agree_to_1e_4(tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.mxnet  # GluonCV writes the built-in model
 @pytest.mark.parametrize("algorithm", ["fcn", "psp", "deeplab"])
 def test_builtin_models_export_through_the_cli_with_their_metadata(tmp_path, algorithm):
     """A model.tar.gz as the built-in writes it (GluonCV's own classes): one ONNX file, dynamic H and W,
