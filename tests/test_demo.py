@@ -35,8 +35,8 @@ def test_make_demo_on_a_fresh_clone_without_nginx_ends_with_the_metrics_and_the_
     with socket.socket() as probe:  # a free port rather than the default 8080, which may be taken here
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    result = subprocess.run(["make", "--no-print-directory", "demo", f"VENV={venv}", f"PORT={port}"], cwd=clone, env=env, capture_output=True,
-                            text=True, timeout=1800)
+    result = subprocess.run(["make", "--no-print-directory", "demo", f"VENV={venv}", f"PORT={port}"], cwd=clone,
+                            env=env, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "nginx is not installed: serving on 127.0.0.1 without it" in result.stderr
 

@@ -84,8 +84,8 @@ class Inference:
     def __init__(self, hp: Hyperparameters, arch: Architecture, weights: dict, device: str = "cpu",
                  where: str = "the model"):
         self.device = torch_device(device)
-        # BatchNorm folded into the convolutions and channels-last tensors: measured 20-30% less time per image on
-        # CPU (docs/ENGINES.md); the same masks, logits within float32 rounding
+        # BatchNorm folded into the convolutions, channels-last tensors: less time per image (make bench-engines);
+        # the same masks, logits within float32 rounding (tests/seg/engines/test_engines_predict_alike.py)
         self.model = fold_batchnorm(network(arch, weights, where)).to(self.device, memory_format=torch.channels_last)
 
     def _input(self, x: np.ndarray) -> torch.Tensor:
